@@ -1,0 +1,1 @@
+"""procs package."""

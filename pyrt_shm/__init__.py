@@ -1,0 +1,1 @@
+"""pyrt-shm engine core: segments, config, agents, supervisor, histograms, metrics, reader."""

@@ -1,0 +1,1 @@
+"""Shared-memory primitives: atomics and clock intrinsics, SPSC ring, seqlock table, idle strategies."""

@@ -1,0 +1,124 @@
+"""Seqlocked table: one writer, any number of readers, consistent row snapshots, no blocking.
+
+A table is ``rows`` (a structured array, one row per key, e.g. per symbol) and ``seqs``
+(``uint64[n_rows]``, one sequence word per row). Each row is its own seqlock, so a writer
+updating symbol 3 never makes a reader of symbol 5 retry.
+
+Ordering contract:
+
+* writer: ``s = seqs[i]``; ``store_release(seqs[i], s + 1)`` (odd: write in progress);
+  ``fence_release`` so the payload stores stay after it; write the row;
+  ``store_release(seqs[i], s + 2)`` (even: stable) publishes the payload stores.
+* reader: ``s0 = load_acquire(seqs[i])``; copy the row; ``fence_acquire`` so the copy
+  completes before the re-read; ``s1 = load_relaxed(seqs[i])``; retry while
+  ``s0 != s1`` or ``s0`` is odd.
+
+The pure-Python reader (``SeqlockTable.read``) relies on x86-64 TSO (loads are not
+reordered with other loads) and on CPython performing each numpy element load as a real
+memory access; it exists for tools and dashboards that must not import numba. Jitted code
+uses ``read_row``.
+
+Only one process may write a table (its owner stage). Readers never write anything, so a
+reader can map the table read-only.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from numba import njit
+
+from ._atomics import fence_acquire, fence_release, load_acquire, load_relaxed, store_release
+
+
+@njit(cache=True, inline="always")
+def write_begin(seqs, i):
+    """Writer: mark row ``i`` as being written."""
+    store_release(seqs, i, seqs[i] + 1)
+    fence_release()
+
+
+@njit(cache=True, inline="always")
+def write_end(seqs, i):
+    """Writer: publish row ``i``."""
+    store_release(seqs, i, seqs[i] + 1)
+
+
+@njit(cache=True)
+def read_row(seqs, rows, i, out, max_tries):
+    """Reader: copy a consistent snapshot of row ``i`` into ``out[0]``; return the tries used, or 0.
+
+    Returns 0 if no consistent snapshot was obtained within ``max_tries`` (the writer kept
+    the row busy); ``out`` is then unspecified.
+    """
+    for t in range(max_tries):
+        s0 = load_acquire(seqs, i)
+        if s0 & 1:
+            continue
+        out[0] = rows[i]
+        fence_acquire()
+        if load_relaxed(seqs, i) == s0:
+            return t + 1
+    return 0
+
+
+class SeqlockTable:
+    """Python façade: ``write(i, **fields)`` for tests and cold paths, ``read(i)`` for readers."""
+
+    def __init__(self, seqs: np.ndarray, rows: np.ndarray, name: str = "table"):
+        if seqs.dtype != np.uint64 or seqs.shape != (rows.shape[0],):
+            raise ValueError(f"{name}: seqs must be uint64[{rows.shape[0]}]")
+        self.seqs, self.rows, self.name = seqs, rows, name
+
+    def __len__(self) -> int:
+        return self.rows.shape[0]
+
+    def write(self, i: int, **fields) -> None:
+        """Update fields of row ``i`` under the row's seqlock (writer only)."""
+        _write_fields(self.seqs, self.rows, i, fields)
+
+    def read(self, i: int, timeout: float = 1.0) -> np.void:
+        """Return a consistent copy of row ``i`` (pure Python, no numba; see module doc)."""
+        seqs, rows = self.seqs, self.rows
+        deadline = None
+        while True:
+            s0 = int(seqs[i])
+            if not s0 & 1:
+                snap = rows[i].copy()
+                if int(seqs[i]) == s0:
+                    return snap
+            if deadline is None:
+                deadline = time.monotonic() + timeout
+            elif time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: row {i} stayed busy for {timeout} s")
+
+    def snapshot(self) -> np.ndarray:
+        """Consistent copy of every row (each row consistent on its own)."""
+        out = np.empty_like(self.rows)
+        for i in range(len(self)):
+            out[i] = self.read(i)
+        return out
+
+    def version(self, i: int) -> int:
+        """Number of completed writes to row ``i``."""
+        return int(self.seqs[i]) // 2
+
+
+def _write_fields(seqs, rows, i, fields):
+    # Python-level writer: the seqlock words go through the jitted begin/end so their
+    # ordering is enforced; the field stores in between are plain numpy stores.
+    _begin(seqs, i)
+    row = rows[i:i + 1]
+    for k, v in fields.items():
+        row[k] = v
+    _end(seqs, i)
+
+
+@njit(cache=True)
+def _begin(seqs, i):
+    write_begin(seqs, i)
+
+
+@njit(cache=True)
+def _end(seqs, i):
+    write_end(seqs, i)
