@@ -31,23 +31,23 @@ def align_up(n: int, alignment: int = CACHE_LINE) -> int:
     return (n + alignment - 1) // alignment * alignment
 
 
-def line_groups(groups: list[list[tuple[str, str]]], spacing: int = HOT_SPACING) -> np.dtype:
+def line_groups(groups: list[list[tuple]], spacing: int = HOT_SPACING) -> np.dtype:
     """Build a dtype whose field groups each start on their own ``spacing``-byte boundary.
 
     Each group holds fields written by one party; spacing them two cache lines apart
     keeps a writer's stores from invalidating the other party's line (false sharing).
+    A field is ``(name, format)`` or ``(name, format, shape)``.
     """
     names, formats, offsets = [], [], []
-    for g, fields in enumerate(groups):
-        off = g * spacing
-        for name, fmt in fields:
-            size = np.dtype(fmt).itemsize
-            off = align_up(off, size)
+    off = 0
+    for fields in groups:
+        off = align_up(off, spacing)
+        for name, *fmt in fields:
+            dt = np.dtype(fmt[0] if len(fmt) == 1 else (fmt[0], fmt[1]))
+            off = align_up(off, dt.base.itemsize)
             names.append(name)
-            formats.append(fmt)
+            formats.append(dt)
             offsets.append(off)
-            off += size
-        if off > (g + 1) * spacing:
-            raise ValueError(f"line group {g} overflows {spacing} bytes")
+            off += dt.itemsize
     return np.dtype({"names": names, "formats": formats, "offsets": offsets,
-                     "itemsize": len(groups) * spacing})
+                     "itemsize": align_up(off, spacing)})
