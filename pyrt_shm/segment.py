@@ -93,12 +93,15 @@ class Segment:
         self.header["heartbeat_ns"][0] = time.monotonic_ns() if now_ns is None else now_ns
 
     def close(self) -> None:
-        """Drop this process's mapping once no view uses it (never unlinks)."""
+        """Drop this process's mapping once no view uses it (never unlinks).
+
+        Only references are dropped: every numpy view keeps the mmap alive through its
+        ``base`` and CPython unmaps it when the last one goes. ``mmap.close()`` is not safe
+        here: a view made with ``np.ndarray(buffer=mm, offset=k)`` holds no buffer export,
+        so ``close()`` would succeed and unmap pages the view still points at (segfault).
+        """
         self.header = None
-        try:
-            self.mm.close()
-        except BufferError:
-            pass  # views still alive: the mapping goes when they do
+        self.mm = None
 
     def unlink(self) -> None:
         """Remove the name (owner only). Existing mappings stay valid."""
@@ -233,6 +236,8 @@ def _creator_alive(posix_name: str) -> tuple[bool, int]:
         return False, pid
     try:
         proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False, pid          # exited, not yet reaped by its parent: dead
         # A recycled pid belongs to a process started after the segment was made.
         return proc.create_time() * 1e9 <= start_unix + 1e9, pid
     except psutil.NoSuchProcess:

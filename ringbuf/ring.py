@@ -110,7 +110,7 @@ class SpscRing:
     @staticmethod
     def _views(buf, offset, record_dtype, capacity):
         size = ring_bytes(record_dtype, capacity)
-        if len(memoryview(buf)) < offset + size:
+        if memoryview(buf).nbytes < offset + size:      # bytes, whatever the item type
             raise RingError(f"buffer too small for a ring of {capacity} x {record_dtype.itemsize} B")
         ctl = np.ndarray((CONTROL_WORDS,), np.uint64, buffer=buf, offset=offset)
         recs = np.ndarray((capacity,), record_dtype, buffer=buf,

@@ -34,14 +34,14 @@ from ._atomics import fence_acquire, fence_release, load_acquire, load_relaxed, 
 @njit(cache=True, inline="always")
 def write_begin(seqs, i):
     """Writer: mark row ``i`` as being written."""
-    store_release(seqs, i, seqs[i] + 1)
+    store_release(seqs, i, seqs[i] + np.uint64(1))
     fence_release()
 
 
 @njit(cache=True, inline="always")
 def write_end(seqs, i):
     """Writer: publish row ``i``."""
-    store_release(seqs, i, seqs[i] + 1)
+    store_release(seqs, i, seqs[i] + np.uint64(1))
 
 
 @njit(cache=True)

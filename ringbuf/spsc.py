@@ -21,9 +21,14 @@ plain loads/stores by their single writer; readers load them relaxed.
 
 The hot functions return counts, never raise (a status code is cheaper than an exception
 in numba and cannot unwind through a duty cycle).
+
+Integer types: cursors and counts are ``uint64`` throughout (``claim`` and ``poll`` return
+``uint64``). Numba types ``uint64 op int64`` as ``float64``, which is exact only below 2**53,
+so every count that meets a cursor is cast to ``np.uint64`` first.
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from layouts.ring import (
@@ -49,16 +54,17 @@ def claim(ctl, n):
     Counts a "times full" event when fewer than ``n`` slots are free. Does not publish: write the
     records at ``slot(ctl, head(ctl) + i)`` then call ``commit``.
     """
+    want = np.uint64(n)
     head = ctl[IDX_HEAD]                      # own cursor: a plain load is fine
     cap = ctl[IDX_CAPACITY]
     free = cap - (head - ctl[IDX_CACHED_TAIL])
-    if free < n:
+    if free < want:
         ctl[IDX_CACHED_TAIL] = load_acquire(ctl, IDX_TAIL)
         free = cap - (head - ctl[IDX_CACHED_TAIL])
-        if free < n:
-            ctl[IDX_TIMES_FULL] += 1
+        if free < want:
+            ctl[IDX_TIMES_FULL] += np.uint64(1)
             return free
-    return n
+    return want
 
 
 @njit(cache=True, inline="always")
@@ -70,13 +76,13 @@ def head_of(ctl):
 @njit(cache=True, inline="always")
 def commit(ctl, n):
     """Producer: publish ``n`` claimed records (store-release of the head cursor)."""
-    store_release(ctl, IDX_HEAD, ctl[IDX_HEAD] + n)
+    store_release(ctl, IDX_HEAD, ctl[IDX_HEAD] + np.uint64(n))
 
 
 @njit(cache=True, inline="always")
 def count_dropped(ctl, n):
     """Producer, ``drop`` policy: count ``n`` records that did not fit."""
-    ctl[IDX_DROPPED] += n
+    ctl[IDX_DROPPED] += np.uint64(n)
 
 
 @njit(cache=True, inline="always")
@@ -85,6 +91,7 @@ def poll(ctl, limit):
 
     Read them at ``slot(ctl, tail_of(ctl) + i)``, then call ``release``.
     """
+    lim = np.uint64(limit)
     tail = ctl[IDX_TAIL]                      # own cursor
     avail = ctl[IDX_CACHED_HEAD] - tail
     if avail == 0:
@@ -93,8 +100,8 @@ def poll(ctl, limit):
         if avail > ctl[IDX_HIGH_WATER]:
             ctl[IDX_HIGH_WATER] = avail
         if avail == 0:
-            return 0
-    return avail if avail <= limit else limit
+            return avail                      # uint64 zero: keeps the return type uint64
+    return avail if avail <= lim else lim
 
 
 @njit(cache=True, inline="always")
@@ -106,7 +113,7 @@ def tail_of(ctl):
 @njit(cache=True, inline="always")
 def release(ctl, n):
     """Consumer: hand ``n`` read slots back to the producer (store-release of the tail)."""
-    store_release(ctl, IDX_TAIL, ctl[IDX_TAIL] + n)
+    store_release(ctl, IDX_TAIL, ctl[IDX_TAIL] + np.uint64(n))
 
 
 @njit(cache=True, inline="always")

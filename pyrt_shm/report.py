@@ -1,0 +1,152 @@
+"""Turn an engine's shared state into a report: counters, rings, positions, latency.
+
+Works on any object with the ``EngineMemory`` attributes (``stats``, ``hists``,
+``hist_names``, ``rings``, ``tables``, ``stage_names``, ``classes``), so the supervisor,
+tests and backtests share it.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from layouts.control import KILL_CAUSE_NAMES, TRADING_STATE_NAMES
+from layouts.stats import STAGE_STATE_NAMES
+
+from . import hdr_convert
+
+LATENCY_PERCENTILES = (50, 90, 99, 99.9, 99.99, 100)
+
+
+def counters(mem) -> dict:
+    """``{stage: {counter: value}}`` from the stats table."""
+    out = {}
+    for i, name in enumerate(mem.stage_names):
+        row = mem.stats[i]
+        out[name] = {c: int(row["counters"][k]) for k, c in enumerate(mem.classes[name].COUNTERS)}
+    return out
+
+
+def stages(mem, now_ns: int | None = None) -> dict:
+    out = {}
+    for i, name in enumerate(mem.stage_names):
+        r = mem.stats[i]
+        hb = int(r["heartbeat_ns"])
+        out[name] = {"pid": int(r["pid"]), "cpu": int(r["cpu"]),
+                     "state": STAGE_STATE_NAMES.get(int(r["state"]), "?"),
+                     "cycles": int(r["cycles"]), "work": int(r["work"]),
+                     "idle_cycles": int(r["idle_cycles"]), "errors": int(r["errors"]),
+                     "heartbeat_age_ms": None if not hb or now_ns is None else (now_ns - hb) / 1e6}
+    return out
+
+
+def rings(mem) -> dict:
+    return {name: r.statistics().__dict__ for name, r in mem.rings.items()}
+
+
+def latency(mem) -> dict:
+    """Percentiles (ns) of every histogram that recorded something."""
+    out = {}
+    for i, name in enumerate(mem.hist_names):
+        row = mem.hists[i]
+        if int(row["total"]) == 0 and not row["counts"].any():
+            continue
+        out[name] = hdr_convert.summary(row)
+    return out
+
+
+def positions(mem, table: str = "positions") -> list[dict]:
+    t = mem.tables.get(table)
+    if t is None:
+        return []
+    syms = mem.topology.engine.symbols
+    out = []
+    for i in range(len(t)):
+        r = t.read(i)
+        if r["fills"] == 0 and r["qty"] == 0:
+            continue
+        d = {k: (float(r[k]) if isinstance(r[k], np.floating) else int(r[k])) for k in r.dtype.names}
+        d["symbol"] = syms[i] if i < len(syms) else str(i)
+        out.append(d)
+    return out
+
+
+def control(mem) -> dict:
+    c = mem.control[0]
+    return {"kill_switch": bool(c["kill_switch"]),
+            "kill_cause": KILL_CAUSE_NAMES.get(int(c["kill_cause"]), "?"),
+            "trading_state": TRADING_STATE_NAMES.get(int(c["trading_state"]), "?")}
+
+
+def summary(mem, elapsed_s: float, extra: dict | None = None) -> dict:
+    s = {
+        "engine": mem.engine,
+        "elapsed_s": round(elapsed_s, 3),
+        "stages": stages(mem),
+        "counters": counters(mem),
+        "rings": rings(mem),
+        "positions": positions(mem),
+        "venue_positions": positions(mem, "venue_positions"),
+        "control": control(mem),
+        "latency_ns": latency(mem),
+    }
+    if extra:
+        s.update(extra)
+    return s
+
+
+def write_run_dir(mem, path: str, summary_dict: dict) -> list[str]:
+    """Write ``summary.json`` and one ``<histogram>.hgrm`` per recorded histogram."""
+    os.makedirs(path, exist_ok=True)
+    written = []
+    with open(os.path.join(path, "summary.json"), "w") as f:
+        json.dump(summary_dict, f, indent=2, default=str)
+    written.append("summary.json")
+    for i, name in enumerate(mem.hist_names):
+        row = mem.hists[i]
+        if not row["counts"].any():
+            continue
+        fn = f"{name}.hgrm"
+        hdr_convert.write_hgrm(row, os.path.join(path, fn))
+        written.append(fn)
+    return written
+
+
+def _fmt_ns(v) -> str:
+    if v is None:
+        return "-"
+    v = float(v)
+    if v < 1e3:
+        return f"{v:.0f}ns"
+    if v < 1e6:
+        return f"{v / 1e3:.1f}us"
+    if v < 1e9:
+        return f"{v / 1e6:.2f}ms"
+    return f"{v / 1e9:.2f}s"
+
+
+def format_report(s: dict) -> str:
+    """Human-readable end-of-run report."""
+    lines = [f"engine {s['engine']}: ran {s['elapsed_s']:.2f} s"]
+    c = s["counters"]
+    get = lambda st, k: c.get(st, {}).get(k, 0)  # noqa: E731
+    ticks = get("feed", "ticks_out")
+    lines.append(f"  ticks {ticks}  intents {get('signal', 'intents_out')}  orders {get('risk', 'orders_out')}"
+                 f"  fills {get('exec', 'fills_out')}  ({ticks / max(s['elapsed_s'], 1e-9):,.0f} ticks/s)")
+    rej = {f"{st}.{k}": v for st, cs in c.items() for k, v in cs.items()
+           if (k.startswith("rej") or k.startswith("rejected")) and v}
+    lines.append("  rejections: " + (", ".join(f"{k}={v}" for k, v in rej.items()) or "none"))
+    lines.append(f"  control: {s['control']}")
+    for p in s["positions"]:
+        lines.append(f"  position {p['symbol']}: qty {p['qty']:g} avg {p['avg_px']:.4f} "
+                     f"realized {p['realized']:.2f} unrealized {p['unrealized']:.2f} fees {p['fees']:.2f}")
+    lines.append(f"  {'latency':32s} {'count':>10s} {'p50':>9s} {'p99':>9s} {'p99.9':>9s} {'max':>9s}")
+    for name, h in s["latency_ns"].items():
+        lines.append(f"  {name:32s} {h['count']:>10d} {_fmt_ns(h['p50']):>9s} {_fmt_ns(h['p99']):>9s} "
+                     f"{_fmt_ns(h['p999']):>9s} {_fmt_ns(h['max']):>9s}")
+    for name, r in s["rings"].items():
+        if r["dropped"] or r["times_full"]:
+            lines.append(f"  ring {name}: times_full {r['times_full']} dropped {r['dropped']} "
+                         f"high_water {r['high_water']}")
+    return "\n".join(lines)
