@@ -84,9 +84,9 @@ def test_embedded_default_loads_valid_pinned_pipeline():
     assert topo.engine.symbols == ("SYM0", "SYM1", "SYM2", "SYM3")
     names = ("feed", "book", "signal", "risk", "exec")
     assert tuple(s.name for s in topo.stages) == names
-    assert all(p.stages == (p.name,) and p.cpu_auto and p.cpu is None and p.idle == "yield"
-               for p in topo.processes)
-    assert tuple(p.name for p in topo.processes) == names
+    assert all(p.cpu_auto and p.cpu is None and p.idle == "yield" for p in topo.processes)
+    assert {p.name: p.stages for p in topo.processes} == {
+        "feed": ("feed",), "hot": ("book", "signal", "risk", "exec")}
     rings = {r.name: (r.producer, r.consumer, r.record) for r in topo.rings}
     assert rings == {"md": ("feed", "book", "tick"), "top": ("book", "signal", "top"),
                      "intent": ("signal", "risk", "intent"), "order": ("risk", "exec", "order"),
@@ -105,11 +105,11 @@ def test_config_copy_is_byte_identical_to_package_default():
 
 def test_topology_helpers():
     topo = load_topology(available_cpus={0, 1}, isolated_cpus=())
-    assert topo.process_of("book").name == "book"
+    assert topo.process_of("book").name == "hot"
     assert [r.name for r in topo.rings_out("risk")] == ["order"]
     assert [r.name for r in topo.rings_in("risk")] == ["intent", "fill"]
     assert topo.rings_in("feed") == () and topo.rings_out("exec")[0].name == "fill"
-    assert topo.ring("md").capacity == 65536 and topo.process("exec").stages == ("exec",)
+    assert topo.ring("md").capacity == 65536 and topo.process("hot").stages[-1] == "exec"
     with pytest.raises(KeyError):
         topo.stage("nope")
     with pytest.raises(KeyError):
@@ -444,12 +444,12 @@ def test_override_from_dotted_reports_every_conflict():
 
 def test_overrides_merge_over_file_before_validation():
     overrides = override_from_dotted({"stages.feed.params.rate": 5000,
-                                      "processes.book.idle": "backoff"})
+                                      "processes.hot.idle": "backoff"})
     topo = load_topology(overrides=overrides, available_cpus={0, 1}, isolated_cpus=())
     assert topo.stage("feed").params == {"rate": 5000, "seed": 42}  # seed kept: deep merge
-    assert topo.process("book").idle == "backoff"
+    assert topo.process("hot").idle == "backoff"
     assert overrides == {"stages": {"feed": {"params": {"rate": 5000}}},
-                         "processes": {"book": {"idle": "backoff"}}}  # not mutated
+                         "processes": {"hot": {"idle": "backoff"}}}  # not mutated
 
 
 def test_override_errors_name_the_overrides():
@@ -473,9 +473,13 @@ def test_override_can_replace_a_whole_table():
 
 # --- auto CPU placement ---------------------------------------------------------------------
 
+PER_STAGE_TOML = Path(__file__).resolve().parents[2] / "config" / "per-stage.toml"
+
+
 @pytest.fixture(scope="module")
 def default():
-    return load_topology(available_cpus={0, 1}, isolated_cpus=())
+    """One process per stage: the placement rule is easiest to see with five processes."""
+    return load_topology(PER_STAGE_TOML, available_cpus={0, 1}, isolated_cpus=())
 
 
 def test_auto_on_one_cpu(default):

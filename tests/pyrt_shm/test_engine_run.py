@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from engine_proc import finish, shm_entries, start_engine, summary_of, wait_running
+from engine_proc import ROOT, finish, shm_entries, start_engine, summary_of, wait_running
+
+PER_STAGE = os.path.join(ROOT, "config", "per-stage.toml")
 
 
 def _check_consistency(s: dict) -> None:
@@ -43,8 +45,10 @@ def _check_consistency(s: dict) -> None:
         assert r["dropped"] == 0 and r["depth"] == 0
 
 
-def test_run_is_consistent_and_leaves_nothing(engine_name, tmp_path):
-    proc = start_engine(engine_name, str(tmp_path), "--duration", "3", "--rate", "20000")
+@pytest.mark.parametrize("config", ["default.toml", "per-stage.toml", "fused.toml"])
+def test_run_is_consistent_and_leaves_nothing(engine_name, tmp_path, config):
+    proc = start_engine(engine_name, str(tmp_path), "--config", os.path.join(ROOT, "config", config),
+                        "--duration", "3", "--rate", "20000")
     rc, out, err = finish(proc)
     assert rc == 0, err
     s = summary_of(out)
@@ -71,7 +75,8 @@ def test_feed_max_ticks_ends_the_run(engine_name, tmp_path):
 
 @pytest.mark.parametrize("victim", ["feed", "book", "signal", "risk", "exec"])
 def test_sigkill_of_a_stage_trips_the_kill_switch(engine_name, tmp_path, victim):
-    proc = start_engine(engine_name, str(tmp_path), "--duration", "60", "--rate", "5000")
+    proc = start_engine(engine_name, str(tmp_path), "--config", PER_STAGE, "--duration", "60",
+                        "--rate", "5000")
     try:
         pids = wait_running(engine_name, proc)
         t_kill = time.monotonic_ns()
@@ -92,7 +97,7 @@ def test_sigkill_of_a_stage_trips_the_kill_switch(engine_name, tmp_path, victim)
 def test_stuck_stage_is_detected_by_its_heartbeat(engine_name, tmp_path):
     cfg = tmp_path / "stuck.toml"
     from pyrt_shm.config import load_topology  # noqa: F401  (checks the file below parses)
-    default = open(os.path.join(os.path.dirname(__file__), "..", "..", "config", "default.toml")).read()
+    default = open(PER_STAGE).read()
     cfg.write_text(default.replace('class = "procs.book:BookStage"',
                                    'class = "stuck_stages:SleepingBook"\nparams = { stall_after = 2000 }')
                    .replace("heartbeat_timeout_ms = 500", "heartbeat_timeout_ms = 300"))
