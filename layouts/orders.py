@@ -44,9 +44,26 @@ BOOK_EVENT = np.dtype(
         ("ask_size", "<f8"),
         ("trade_px", "<f8"),    #: trade price if kind is TICK_TRADE, else 0
         ("trade_size", "<f8"),
+        ("microprice", "<f8"),  #: size-weighted mid of the touch (0 until both sides known)
+        ("imbalance", "<f8"),   #: (bid_size - ask_size) / (bid_size + ask_size) at the touch
+        ("bar_open", "<f8"),    #: kind == TICK_BAR: a completed bar (else 0)
+        ("bar_high", "<f8"),
+        ("bar_low", "<f8"),
+        ("bar_close", "<f8"),
+        ("bar_volume", "<f8"),
+        ("bar_vwap", "<f8"),
+        ("bar_start_ns", "<i8"), #: bar start (feed clock for time bars)
+        ("bar_count", "<u4"),   #: trades in the bar
+        ("bar_type", "<u2"),    #: BAR_* (time / tick / volume); 0 for non-bar events
+        ("bar_spec", "<u2"),    #: index of the bar specification in the book's params
     ],
     align=True,
 )
+
+#: ``bar_type`` values of a BOOK_EVENT that carries a completed bar.
+BAR_TIME = 1
+BAR_TICK = 2
+BAR_VOLUME = 3
 
 INTENT = np.dtype(
     [
