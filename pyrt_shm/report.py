@@ -97,19 +97,29 @@ def summary(mem, elapsed_s: float, extra: dict | None = None) -> dict:
 
 
 def write_run_dir(mem, path: str, summary_dict: dict) -> list[str]:
-    """Write ``summary.json`` and one ``<histogram>.hgrm`` per recorded histogram."""
+    """Write ``summary.json``, one ``<histogram>.hgrm`` per recorded histogram, and
+    ``histograms.json``: every histogram (empty ones too) as ``{name: hdrh encode() string}``.
+
+    ``.hgrm`` is a percentile table for people and plotters; it cannot be decoded back.
+    ``histograms.json`` is the lossless copy that ``pyrt hist`` reads and merges.
+    """
     os.makedirs(path, exist_ok=True)
     written = []
     with open(os.path.join(path, "summary.json"), "w") as f:
         json.dump(summary_dict, f, indent=2, default=str)
     written.append("summary.json")
+    encoded = {}
     for i, name in enumerate(mem.hist_names):
         row = mem.hists[i]
+        encoded[name] = hdr_convert.encode(row).decode("ascii")
         if not row["counts"].any():
             continue
         fn = f"{name}.hgrm"
         hdr_convert.write_hgrm(row, os.path.join(path, fn))
         written.append(fn)
+    with open(os.path.join(path, "histograms.json"), "w") as f:
+        json.dump(encoded, f, indent=1)
+    written.append("histograms.json")
     return written
 
 
