@@ -11,7 +11,10 @@ Schema (defaults in brackets; ``pyrt_shm/default.toml`` is a commented example):
     [engine]            name (required, [a-z0-9-]{1,32}), run_dir ["runs"],
                         heartbeat_timeout_ms [500] (> 0), sched_fifo [false],
                         fifo_priority [10] (1..99), mlockall [false],
-                        symbols (required; 1..4096 unique non-empty strings, id = index)
+                        symbols (required; 1..4096 unique non-empty strings, id = index),
+                        metrics_port [0] (0 = no Prometheus exporter, else 1..65535;
+                        9464 by convention), metrics_addr ["127.0.0.1"] (an IP address
+                        or host name; a non-loopback address draws a warning)
     [processes.<name>]  cpu ["auto"] ("auto" or a usable CPU number), idle ["yield"],
                         stages (required, non-empty; every stage in exactly one process)
     [stages.<name>]     class (required, "package.module:ClassName"), params [{}]
@@ -24,6 +27,7 @@ shared-memory segment names. Only ``params`` tables accept keys of the user's ch
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import keyword
 import os
@@ -55,6 +59,8 @@ MAX_SYMBOLS = 4096
 ENGINE_NAME = re.compile(r"[a-z0-9-]{1,32}")
 ITEM_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 _TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
 _REQUIRED = object()  # schema default: the key must be present
 _BAD = object()       # a value that has already produced an error
@@ -102,6 +108,7 @@ def load_topology(path: str | os.PathLike | None = None, overrides: Mapping | No
     if report.errors:
         raise ConfigError(report.errors)
     _placement_warnings(topology, report, available, isolated)
+    _metrics_warnings(topology, report)
     return replace(topology, warnings=tuple(report.warnings))
 
 
@@ -363,6 +370,21 @@ def _plain_values(rep, path, value) -> bool:
     return False
 
 
+def _host(rep, path, value):
+    """An IP address or a DNS host name (what the exporter's ``bind()`` accepts)."""
+    if not isinstance(value, str):
+        return _wrong_type(rep, path, value, 'a string (an address such as "127.0.0.1")')
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if not _HOST_NAME.fullmatch(value):
+        rep.error(path, f"must be an IP address or a host name, got {_describe(value)}")
+        return _BAD
+    return value
+
+
 def _cpu(available: frozenset[int]):
     def check(rep, path, value):
         if value == "auto":
@@ -387,6 +409,8 @@ _ENGINE = {
     "fifo_priority": (_integer(1, 99), 10),
     "mlockall": (_boolean, False),
     "symbols": (_symbols, _REQUIRED),
+    "metrics_port": (_integer(0, 65535), 0),
+    "metrics_addr": (_host, "127.0.0.1"),
 }
 _SECTIONS = ("engine", "processes", "stages", "rings")
 _STAGE = {"class": (_class_path, _REQUIRED), "params": (_params, {})}
@@ -583,6 +607,21 @@ def _placement_warnings(topology: Topology, rep: _Report, available: frozenset[i
             rep.warn(path + ("idle",), f"busy-spin on CPU {cpu}, which is not isolated (isolated "
                                        f"CPUs: {format_cpu_list(isolated) or 'none'}); boot with "
                                        'isolcpus= or use idle = "yield"')
+
+
+def _metrics_warnings(topology: Topology, rep: _Report) -> None:
+    """Warn when the exporter would be reachable from other hosts."""
+    engine = topology.engine
+    if not engine.metrics_port:
+        return
+    try:
+        loopback = ipaddress.ip_address(engine.metrics_addr).is_loopback
+    except ValueError:
+        loopback = engine.metrics_addr == "localhost"
+    if not loopback:
+        rep.warn(("engine", "metrics_addr"), f"the metrics exporter listens on "
+                 f"{engine.metrics_addr}, reachable from other hosts (no authentication); "
+                 'use "127.0.0.1" unless a firewall guards the port')
 
 
 # --- CPU placement -------------------------------------------------------------------------

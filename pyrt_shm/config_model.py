@@ -52,6 +52,8 @@ class EngineConfig:
     fifo_priority: int          #: SCHED_FIFO priority, 1..99
     mlockall: bool              #: lock stage process memory (no page faults on hot paths)
     symbols: tuple[str, ...]    #: the symbol table: a symbol's id is its index
+    metrics_port: int = 0       #: Prometheus exporter port (conventionally 9464); 0 = no exporter
+    metrics_addr: str = "127.0.0.1"  #: address the exporter binds (loopback unless asked)
 
     @property
     def shm_prefix(self) -> str:

@@ -13,7 +13,7 @@ from layouts.common import align_up, dtype_hash
 from layouts.ring import FULL_BLOCK, RING_CONTROL
 from layouts.segment import KIND_RING, KIND_TABLE
 from ringbuf.ring import SpscRing, check_capacity, ring_bytes
-from ringbuf.seqlock import SeqlockTable
+from ringbuf.seqlock_view import SeqlockTable
 
 from .errors import LayoutMismatch
 from .segment import Segment, attach_segment, create_segment, mark_ready

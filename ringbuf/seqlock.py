@@ -15,20 +15,19 @@ Ordering contract:
 
 The pure-Python reader (``SeqlockTable.read``) relies on x86-64 TSO (loads are not
 reordered with other loads) and on CPython performing each numpy element load as a real
-memory access; it exists for tools and dashboards that must not import numba. Jitted code
-uses ``read_row``.
+memory access; it exists for tools and dashboards that must not import numba, so it lives in
+``ringbuf.seqlock_view`` (numpy only) and is re-exported here. Jitted code uses ``read_row``.
 
 Only one process may write a table (its owner stage). Readers never write anything, so a
 reader can map the table read-only.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from numba import njit
 
 from ._atomics import fence_acquire, fence_release, load_acquire, load_relaxed, store_release
+from .seqlock_view import SeqlockTable  # noqa: F401  (re-exported: the numba-free façade)
 
 
 @njit(cache=True, inline="always")
@@ -60,48 +59,6 @@ def read_row(seqs, rows, i, out, max_tries):
         if load_relaxed(seqs, i) == s0:
             return t + 1
     return 0
-
-
-class SeqlockTable:
-    """Python façade: ``write(i, **fields)`` for tests and cold paths, ``read(i)`` for readers."""
-
-    def __init__(self, seqs: np.ndarray, rows: np.ndarray, name: str = "table"):
-        if seqs.dtype != np.uint64 or seqs.shape != (rows.shape[0],):
-            raise ValueError(f"{name}: seqs must be uint64[{rows.shape[0]}]")
-        self.seqs, self.rows, self.name = seqs, rows, name
-
-    def __len__(self) -> int:
-        return self.rows.shape[0]
-
-    def write(self, i: int, **fields) -> None:
-        """Update fields of row ``i`` under the row's seqlock (writer only)."""
-        _write_fields(self.seqs, self.rows, i, fields)
-
-    def read(self, i: int, timeout: float = 1.0) -> np.void:
-        """Return a consistent copy of row ``i`` (pure Python, no numba; see module doc)."""
-        seqs, rows = self.seqs, self.rows
-        deadline = None
-        while True:
-            s0 = int(seqs[i])
-            if not s0 & 1:
-                snap = rows[i].copy()
-                if int(seqs[i]) == s0:
-                    return snap
-            if deadline is None:
-                deadline = time.monotonic() + timeout
-            elif time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name}: row {i} stayed busy for {timeout} s")
-
-    def snapshot(self) -> np.ndarray:
-        """Consistent copy of every row (each row consistent on its own)."""
-        out = np.empty_like(self.rows)
-        for i in range(len(self)):
-            out[i] = self.read(i)
-        return out
-
-    def version(self, i: int) -> int:
-        """Number of completed writes to row ``i``."""
-        return int(self.seqs[i]) // 2
 
 
 def _write_fields(seqs, rows, i, fields):
