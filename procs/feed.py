@@ -24,6 +24,17 @@ clock at generation and no lag is recorded (there is no schedule to lag behind).
 
 ``seq`` is gap-free from 0. After ``max_ticks`` (0 = unlimited) ticks the feed sets its
 counter ``finished`` to 1 and produces nothing more.
+
+L2 book data (``book_levels = L > 0``; default 0 = quotes and trades only, exactly as
+above): the feed also emits the ``layouts.market`` book protocol. Each symbol starts with a
+full snapshot (``2 L`` consecutive TICK_BOOK_SNAPSHOT records: bids best first, then asks,
+``L`` levels a side one tick apart from the model's touch, ``BOOK_FIRST`` on the first,
+``BOOK_LAST`` on the last), and a snapshot of the next symbol in turn follows every
+``SNAPSHOT_EVERY`` ticks; each snapshot record is one tick (its own ``seq`` and schedule
+slot). Between snapshots a non-trade tick is a quote with probability 1/2, else a
+TICK_BOOK_DELTA on a random side at a random depth ``k < L`` from the model's touch, size
+0 (remove) with probability 1/5, else a lot. ``quotes`` counts quotes only; the book
+records are ``ticks_out - quotes - trades``.
 """
 from __future__ import annotations
 
@@ -32,7 +43,8 @@ import math
 import numpy as np
 from numba import njit
 
-from layouts.market import TICK_QUOTE, TICK_TRADE
+from layouts.market import (BOOK_FIRST, BOOK_LAST, BOOK_NO_LEVEL, SIDE_ASK, SIDE_BID, TICK_BOOK_DELTA,
+                            TICK_BOOK_SNAPSHOT, TICK_QUOTE, TICK_TRADE)
 from pyrt_shm.hdr_recorder import hdr_record
 from pyrt_shm.stage import Stage
 from ringbuf import spsc
@@ -44,9 +56,14 @@ from .prng import below, new_state, normal, uniform
 # counters
 C_TICKS_OUT, C_QUOTES, C_TRADES, C_FINISHED = 0, 1, 2, 3
 # int params / float params / state slots
-P_RATE, P_MAX_TICKS, P_BATCH = 0, 1, 2
+P_RATE, P_MAX_TICKS, P_BATCH, P_BOOK_LEVELS = 0, 1, 2, 3
 F_TRADE_RATIO, F_VOLATILITY, F_TICK_SIZE = 0, 1, 2
 S_STARTED, S_T0, S_NEXT, S_FINISHED = 0, 1, 2, 3
+# book data state: snapshot in progress (symbol, records left, its touch), next due, turn
+S_SNAP_SYM, S_SNAP_LEFT, S_SNAP_BID, S_SNAP_SPREAD, S_SNAP_DUE, S_SNAP_TURN = 4, 5, 6, 7, 8, 9
+N_STATE = 10
+SNAPSHOT_EVERY = 10_000
+DELTA_REMOVE = 0.2
 # market model constants
 SPREAD_MEAN, SPREAD_PHI, SPREAD_SIGMA, SPREAD_MAX = 2.0, 0.9, 0.6, 10
 LOT_LOG_MEAN, LOT_LOG_SIGMA, LOT_MAX, LOT_SHARES = math.log(2.0), 0.8, 50, 100.0
@@ -84,17 +101,13 @@ def feed_step(now, ctl, recs, hists, h_lag, counters, st, rng, logmid, spread, p
         n = due
     k = np.int64(spsc.claim(ctl, n)) if n > 0 else 0
     trade_ratio, vol, tick = pf[F_TRADE_RATIO], pf[F_VOLATILITY], pf[F_TICK_SIZE]
+    levels = pi[P_BOOK_LEVELS]
     nsym = logmid.shape[0]
     start = spsc.head_of(ctl)
     trades = 0
+    quotes = 0
     for j in range(k):
         i = i0 + j
-        s = below(rng, nsym)
-        logmid[s] += vol * normal(rng)
-        spread[s] = SPREAD_MEAN + SPREAD_PHI * (spread[s] - SPREAD_MEAN) + SPREAD_SIGMA * normal(rng)
-        sp = min(max(math.floor(spread[s] + 0.5), 1.0), SPREAD_MAX)
-        bid_t = max(math.floor(math.exp(logmid[s]) / tick - 0.5 * sp + 0.5), 1.0)
-        bid, ask = bid_t * tick, (bid_t + sp) * tick
         r = recs[spsc.slot(ctl, start + np.uint64(j))]
         r.seq = i
         if rate > 0:
@@ -104,8 +117,40 @@ def feed_step(now, ctl, recs, hists, h_lag, counters, st, rng, logmid, spread, p
         else:
             r.recv_ns = monotonic_ns()
         r.exch_ns = 0
-        r.sym = s
         r.flags = 0
+        if levels > 0 and st[S_SNAP_LEFT] == 0 and i >= st[S_SNAP_DUE]:
+            s = st[S_SNAP_TURN] % nsym              # start the next symbol's snapshot
+            st[S_SNAP_TURN] += 1
+            sp = min(max(math.floor(spread[s] + 0.5), 1.0), SPREAD_MAX)
+            st[S_SNAP_SYM] = s
+            st[S_SNAP_LEFT] = 2 * levels
+            st[S_SNAP_BID] = np.int64(max(math.floor(math.exp(logmid[s]) / tick - 0.5 * sp + 0.5), 1.0))
+            st[S_SNAP_SPREAD] = np.int64(sp)
+            st[S_SNAP_DUE] = i + 2 * levels + (0 if st[S_SNAP_TURN] < nsym else SNAPSHOT_EVERY)
+        if st[S_SNAP_LEFT] > 0:
+            m = 2 * levels - st[S_SNAP_LEFT]        # record m of the snapshot
+            st[S_SNAP_LEFT] -= 1
+            side = SIDE_BID if m < levels else SIDE_ASK
+            lvl_t = st[S_SNAP_BID] - m if m < levels else st[S_SNAP_BID] + st[S_SNAP_SPREAD] + (m - levels)
+            r.sym = st[S_SNAP_SYM]
+            r.kind = TICK_BOOK_SNAPSHOT
+            r.flags = side | (BOOK_FIRST if m == 0 else 0) | (BOOK_LAST if st[S_SNAP_LEFT] == 0 else 0)
+            if lvl_t < 1:
+                r.flags |= BOOK_NO_LEVEL
+            r.price = lvl_t * tick
+            r.size = _lot(rng)
+            r.bid = 0.0
+            r.ask = 0.0
+            r.bid_size = 0.0
+            r.ask_size = 0.0
+            continue
+        s = below(rng, nsym)
+        logmid[s] += vol * normal(rng)
+        spread[s] = SPREAD_MEAN + SPREAD_PHI * (spread[s] - SPREAD_MEAN) + SPREAD_SIGMA * normal(rng)
+        sp = min(max(math.floor(spread[s] + 0.5), 1.0), SPREAD_MAX)
+        bid_t = max(math.floor(math.exp(logmid[s]) / tick - 0.5 * sp + 0.5), 1.0)
+        bid, ask = bid_t * tick, (bid_t + sp) * tick
+        r.sym = s
         if uniform(rng) < trade_ratio:
             trades += 1
             r.kind = TICK_TRADE
@@ -115,7 +160,21 @@ def feed_step(now, ctl, recs, hists, h_lag, counters, st, rng, logmid, spread, p
             r.ask = 0.0
             r.bid_size = 0.0
             r.ask_size = 0.0
+        elif levels > 0 and uniform(rng) < 0.5:
+            side = SIDE_BID if uniform(rng) < 0.5 else SIDE_ASK
+            d = below(rng, levels)
+            r.kind = TICK_BOOK_DELTA
+            r.flags = side
+            r.price = (bid_t - d) * tick if side == SIDE_BID else (bid_t + sp + d) * tick
+            r.size = 0.0 if uniform(rng) < DELTA_REMOVE else _lot(rng)
+            if r.price <= 0.0:
+                r.price = tick
+            r.bid = 0.0
+            r.ask = 0.0
+            r.bid_size = 0.0
+            r.ask_size = 0.0
         else:
+            quotes += 1
             r.kind = TICK_QUOTE
             r.price = 0.0
             r.size = 0.0
@@ -128,7 +187,7 @@ def feed_step(now, ctl, recs, hists, h_lag, counters, st, rng, logmid, spread, p
         st[S_NEXT] = i0 + k
         counters[C_TICKS_OUT] += np.uint64(k)
         counters[C_TRADES] += np.uint64(trades)
-        counters[C_QUOTES] += np.uint64(k - trades)
+        counters[C_QUOTES] += np.uint64(quotes)
     if max_ticks > 0 and st[S_NEXT] >= max_ticks:
         st[S_FINISHED] = 1
         counters[C_FINISHED] = np.uint64(1)
@@ -137,13 +196,13 @@ def feed_step(now, ctl, recs, hists, h_lag, counters, st, rng, logmid, spread, p
 
 class SyntheticFeed(Stage):
     """Seeded synthetic market (see module doc). Params: rate, seed, max_ticks, trade_ratio,
-    start_price, volatility, tick_size, batch."""
+    start_price, volatility, tick_size, batch, book_levels."""
 
     OUTPUTS = ("tick",)
     HISTOGRAMS = ("lag",)
     COUNTERS = ("ticks_out", "quotes", "trades", "finished")
     PARAMS = ("rate", "seed", "max_ticks", "trade_ratio", "start_price", "volatility",
-              "tick_size", "batch")
+              "tick_size", "batch", "book_levels")
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -156,14 +215,15 @@ class SyntheticFeed(Stage):
         start_price = float_param(ctx, "start_price", 100.0, lo=0.0, lo_open=True)
         volatility = float_param(ctx, "volatility", 1e-4, lo=0.0)
         tick_size = float_param(ctx, "tick_size", 0.01, lo=0.0, lo_open=True)
+        book_levels = int_param(ctx, "book_levels", 0, lo=0, hi=1000)
         n = len(ctx.symbols)
         if n == 0:
             raise ValueError(f"stages.{ctx.name}: the feed needs at least one symbol (engine.symbols)")
         self.out = ctx.output("tick")
         self.h_lag = ctx.hist("lag")
-        self.pi = np.array([rate, max_ticks, batch], np.int64)
+        self.pi = np.array([rate, max_ticks, batch, book_levels], np.int64)
         self.pf = np.array([trade_ratio, volatility, tick_size], np.float64)
-        self.st = np.zeros(4, np.int64)
+        self.st = np.zeros(N_STATE, np.int64)
         self.rng = new_state(seed)
         self.logmid = np.full(n, math.log(start_price))
         self.spread = np.full(n, SPREAD_MEAN)

@@ -1,4 +1,5 @@
-"""BookStage: top of book against a plain-Python reference; rejects by reason; forwarding.
+"""BookStage: events, ``tops`` and ``depth`` tables and counters against the plain-Python
+``ReferenceBook``; rejects by reason; backpressure (with bars); warm-up; params.
 
 The test plays the feed (puts ticks into ``md``) and the signal (polls ``top``).
 """
@@ -11,13 +12,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from layouts.market import TICK, TICK_BAR, TICK_QUOTE, TICK_TRADE
+from bench.market_book import ReferenceBook, make_stream
+from layouts.market import DEPTH_LEVELS, TICK, TICK_BAR, TICK_BOOK_DELTA, TICK_QUOTE, TICK_TRADE
+from procs.l2book import COUNTER_NAMES
 
 N_SYM = 4          # the embedded default's symbols
+SMALL = {"rings.md.capacity": 1024, "rings.top.capacity": 2048}
+EVENT_FIELDS = ("tick_seq", "feed_ns", "sym", "kind", "valid", "bid", "ask", "bid_size", "ask_size",
+                "microprice", "imbalance", "trade_px", "trade_size")
+BAR_FIELDS = ("bar_open", "bar_high", "bar_low", "bar_close", "bar_volume", "bar_vwap", "bar_start_ns",
+              "bar_end_ns", "bar_count", "bar_type", "bar_spec")
 
 
 def _ticks(rows):
-    """TICK records from dicts; seq = index, recv_ns = 1000 + index."""
+    """TICK records from dicts; seq = index, recv_ns = 1000 + index unless given."""
     t = np.zeros(len(rows), TICK)
     for i, r in enumerate(rows):
         t[i]["seq"] = i
@@ -35,85 +43,65 @@ def trade(sym, price, size=100.0):
     return {"kind": TICK_TRADE, "sym": sym, "price": price, "size": size}
 
 
-def reference(ticks):
-    """Plain-Python book: (tops by sym, events, counters) for a tick stream."""
-    tops = {s: dict(bid=0.0, ask=0.0, bid_size=0.0, ask_size=0.0, last=0.0, valid=0, updates=0,
-                    updated_ns=0) for s in range(N_SYM)}
-    events, c = [], dict.fromkeys(["quotes", "trades", "rejected_bad_price", "rejected_bad_size",
-                                   "rejected_unknown_symbol", "rejected_crossed",
-                                   "rejected_unsupported_kind"], 0)
-    good_px = lambda x: math.isfinite(x) and x > 0           # noqa: E731
-    good_sz = lambda x: math.isfinite(x) and x >= 0          # noqa: E731
-    for t in ticks:
-        s, kind = int(t["sym"]), int(t["kind"])
-        reason, tpx, tsz = None, 0.0, 0.0
-        if s >= N_SYM:
-            reason = "rejected_unknown_symbol"
-        elif kind == TICK_QUOTE:
-            if not (good_px(t["bid"]) and good_px(t["ask"])):
-                reason = "rejected_bad_price"
-            elif not (good_sz(t["bid_size"]) and good_sz(t["ask_size"])):
-                reason = "rejected_bad_size"
-            elif t["bid"] >= t["ask"]:
-                reason = "rejected_crossed"
-            else:
-                tops[s].update(bid=t["bid"], ask=t["ask"], bid_size=t["bid_size"],
-                               ask_size=t["ask_size"], valid=1)
-                c["quotes"] += 1
-        elif kind == TICK_TRADE:
-            if not good_px(t["price"]):
-                reason = "rejected_bad_price"
-            elif not good_sz(t["size"]):
-                reason = "rejected_bad_size"
-            else:
-                tops[s]["last"] = tpx = t["price"]
-                tsz = t["size"]
-                c["trades"] += 1
-        else:
-            reason = "rejected_unsupported_kind"
-        if reason:
-            c[reason] += 1
-            continue
-        top = tops[s]
-        top["updates"] += 1
-        top["updated_ns"] = int(t["recv_ns"])
-        events.append((int(t["seq"]), int(t["recv_ns"]), s, kind, top["valid"], top["bid"],
-                       top["ask"], top["bid_size"], top["ask_size"], tpx, tsz))
-    return tops, events, c
-
-
-def _run(engine, drain_ring, ticks, batch=256):
-    mem = engine({"stages.book.params.batch": batch})
+def _run(engine, drain_ring, ticks, batch=256, **params):
+    over = dict(SMALL)
+    over["stages.book.params.batch"] = batch
+    over.update({f"stages.book.params.{k}": v for k, v in params.items()})
+    mem = engine(over)
     book = mem.build_stage("book")
-    mem.rings["md"].put(ticks)
-    events = []
-    while book.do_work(0):
+    md, events, i = mem.rings["md"], [], 0
+    while True:
+        if i < len(ticks):
+            i += md.offer(ticks[i:i + 512])
+        w = book.do_work(0)
         events.append(drain_ring(mem.rings["top"]))
-    events = np.concatenate(events) if events else np.zeros(0, mem.rings["top"].dtype)
-    return mem, book, events
+        if not w and i >= len(ticks):
+            break
+    return mem, book, np.concatenate(events)
 
 
-def _event_tuples(ev):
-    return [(int(e["tick_seq"]), int(e["feed_ns"]), int(e["sym"]), int(e["kind"]), int(e["valid"]),
-             float(e["bid"]), float(e["ask"]), float(e["bid_size"]), float(e["ask_size"]),
-             float(e["trade_px"]), float(e["trade_size"])) for e in ev]
+def _expected(ticks, **params):
+    ref = ReferenceBook(N_SYM, capacity=params.get("capacity", 64), depth=params.get("depth", 10),
+                        bars=params.get("bars", ()))
+    events = []
+    for r in ticks.tolist():
+        events += ref.apply(r)
+    return ref, events
 
 
-def _check_against_reference(mem, book, events, ticks):
-    tops, ref_events, ref_c = reference(ticks)
-    assert _event_tuples(events) == ref_events
-    table = mem.tables["tops"]
+def _check_against_reference(mem, book, events, ticks, **params):
+    ref, want = _expected(ticks, **params)
+    assert len(events) == len(want)
+    for e, w in zip(events, want):
+        for f in EVENT_FIELDS:
+            assert e[f] == w[f], (f, e, w)
+        for f in BAR_FIELDS:
+            assert e[f] == w.get(f, 0), (f, e, w)
+    tops, depth = mem.tables["tops"], mem.tables["depth"]
     for s in range(N_SYM):
-        row = table.read(s)
-        for k, v in tops[s].items():
+        row, top = tops.read(s), ref.tops[s]
+        for k, v in top.items():
             assert row[k] == v, (s, k)
-        assert table.version(s) == tops[s]["updates"]
+        assert tops.version(s) == top["updates"]
+        d, wd = depth.read(s), ref.depth_row(s)
+        if wd["updates"] == 0:
+            assert depth.version(s) == 0 and not d["valid"] and d["n_bid"] == d["n_ask"] == 0
+            continue
+        assert depth.version(s) == wd["updates"]
+        for k, v in wd.items():
+            if k.endswith("_px") or k.endswith("_size"):
+                got = d[k].tolist()
+                assert got[:len(v)] == v and not any(got[len(v):]), (s, k)
+            else:
+                assert d[k] == v, (s, k)
+        assert d["sym"] == s
     cv = book.counter_values()
+    assert cv == ref.counters
     assert cv["ticks_in"] == len(ticks)
-    assert cv["events_out"] == len(ref_events) == cv["quotes"] + cv["trades"]
-    for k, v in ref_c.items():
-        assert cv[k] == v, k
-    assert cv["ticks_in"] == sum(v for k, v in cv.items() if k not in ("ticks_in", "events_out"))
+    assert cv["ticks_in"] == sum(cv[k] for k in ("quotes", "trades", "deltas", "snapshot_levels")) + \
+        sum(v for k, v in cv.items() if k.startswith("rejected_"))
+    assert cv["events_out"] == len(events) == \
+        sum(cv[k] for k in ("quotes", "trades", "deltas", "snapshots", "bars_out"))
     assert mem.hists[book.h_lat]["total"] == len(ticks)
     sent = events["sent_ns"]
     assert np.all(sent > 0) and np.all(np.diff(sent) >= 0)
@@ -128,19 +116,42 @@ tick_rows = st.one_of(
               syms, good, st.sampled_from([0.01, 0.05, 0.0, -0.02]), sizes, sizes),
     st.builds(quote, syms, prices, prices, sizes, sizes),
     st.builds(trade, syms, prices, sizes),
+    st.builds(lambda s, side, p, q: {"kind": TICK_BOOK_DELTA, "sym": s, "flags": side, "price": p, "size": q},
+              syms, st.sampled_from([0, 1]), prices, sizes),
     st.builds(lambda s: {"kind": TICK_BAR, "sym": s, "price": 100.0}, syms),
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=st.lists(tick_rows, max_size=120), batch=st.sampled_from([1, 7, 256]))
-def test_top_of_book_matches_reference(engine, drain_ring, rows, batch):
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(tick_rows, max_size=120), batch=st.sampled_from([1, 7, 256]),
+       bars=st.sampled_from([(), ("3t",), ("2t", "250v", "1ms", "3us")]))
+def test_stage_matches_reference(engine, drain_ring, rows, batch, bars):
     ticks = _ticks(rows)
-    mem, book, events = _run(engine, drain_ring, ticks, batch)
-    _check_against_reference(mem, book, events, ticks)
+    ticks["exch_ns"] = np.where(np.arange(len(ticks)) % 3 == 0, 0, 10**6 * np.arange(len(ticks)))
+    mem, book, events = _run(engine, drain_ring, ticks, batch, bars=list(bars))
+    _check_against_reference(mem, book, events, ticks, bars=bars)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31), depth=st.sampled_from([1, 3, 10, DEPTH_LEVELS]),
+       capacity=st.sampled_from([20, 64]))
+def test_l2_stream_matches_reference(engine, drain_ring, seed, depth, capacity):
+    ticks = make_stream(1500, n_sym=N_SYM, seed=seed, bad=0.05, snapshot_every=300)
+    params = dict(depth=depth, capacity=max(depth, capacity), bars=["5t", "3000v"])
+    mem, book, events = _run(engine, drain_ring, ticks, 64, **params)
+    _check_against_reference(mem, book, events, ticks, **params)
 
 
 def test_feed_like_stream_matches_reference(engine, drain_ring):
+    ticks = make_stream(20_000, n_sym=N_SYM, seed=1, bad=0.01)
+    params = dict(bars=["1us", "100t", "5000v"])
+    mem, book, events = _run(engine, drain_ring, ticks, **params)
+    _check_against_reference(mem, book, events, ticks, **params)
+    cv = book.counter_values()
+    assert cv["snapshots"] >= N_SYM and cv["bars_out"] > 100 and cv["deltas"] > 10_000
+
+
+def test_quotes_and_trades_only_give_one_event_per_tick(engine, drain_ring):
     rng = np.random.default_rng(1)
     rows = []
     for _ in range(5000):
@@ -153,7 +164,12 @@ def test_feed_like_stream_matches_reference(engine, drain_ring):
     ticks = _ticks(rows)
     mem, book, events = _run(engine, drain_ring, ticks)
     _check_against_reference(mem, book, events, ticks)
-    assert book.counter("events_out") == 5000
+    assert book.counter("events_out") == 5000 == book.counter("quotes") + book.counter("trades")
+    # the tops row is the last quote of each symbol
+    for s in range(N_SYM):
+        last = [r for r in rows if r["sym"] == s and r["kind"] == TICK_QUOTE][-1]
+        row = mem.tables["tops"].read(s)
+        assert (row["bid"], row["ask"]) == (last["bid"], last["ask"])
 
 
 def test_rejects_are_counted_by_reason_and_not_forwarded(engine, drain_ring):
@@ -166,28 +182,36 @@ def test_rejects_are_counted_by_reason_and_not_forwarded(engine, drain_ring):
         quote(0, 99.0, 100.0, bs=-100.0),   # bad size
         quote(0, 99.0, 100.0, as_=math.nan),  # bad size
         trade(0, 100.0, math.nan),          # bad size
+        trade(0, 100.0, 0.0),               # bad size: a zero trade means nothing
         quote(4, 99.0, 100.0),              # unknown symbol
         trade(1000, 99.0),                  # unknown symbol
         quote(0, 100.0, 100.0),             # crossed (locked)
         quote(0, 101.0, 100.0),             # crossed
         {"kind": TICK_BAR, "sym": 0},       # unsupported kind
+        dict(trade(0, 100.0), recv_ns=5),   # out of order
         trade(0, 100.01, 300.0),            # ok
     ])
     mem, book, events = _run(engine, drain_ring, ticks)
-    assert book.counter_values() == {
-        "ticks_in": 14, "events_out": 2, "quotes": 1, "trades": 1, "rejected_bad_price": 4,
-        "rejected_bad_size": 3, "rejected_unknown_symbol": 2, "rejected_crossed": 2,
-        "rejected_unsupported_kind": 1}
-    assert events["tick_seq"].tolist() == [0, 13]
+    cv = book.counter_values()
+    assert {k: v for k, v in cv.items() if v} == {
+        "ticks_in": 16, "events_out": 2, "quotes": 1, "trades": 1, "rejected_bad_price": 4,
+        "rejected_bad_size": 4, "rejected_unknown_symbol": 2, "rejected_crossed": 2,
+        "rejected_unsupported_kind": 1, "rejected_out_of_order": 1}
+    assert set(cv) == set(COUNTER_NAMES) and len(cv) <= 16
+    assert events["tick_seq"].tolist() == [0, 15]
     row = mem.tables["tops"].read(0)
     assert (row["bid"], row["ask"], row["last"], row["valid"], row["updates"]) == (100.0, 100.02, 100.01, 1, 2)
     assert (events[1]["trade_px"], events[1]["trade_size"], events[1]["valid"]) == (100.01, 300.0, 1)
 
 
 def test_trade_before_any_quote_is_forwarded_with_an_invalid_top(engine, drain_ring):
-    mem, book, events = _run(engine, drain_ring, _ticks([trade(2, 50.0), quote(2, 49.99, 50.01)]))
+    mem, book, events = _run(engine, drain_ring, _ticks([trade(2, 50.0), quote(2, 49.99, 50.01, 100.0, 300.0)]))
     assert events["valid"].tolist() == [0, 1]
-    assert events[0]["bid"] == 0.0 and events[0]["trade_px"] == 50.0
+    assert events[0]["bid"] == 0.0 and events[0]["trade_px"] == 50.0 and events[0]["microprice"] == 0.0
+    assert events[1]["microprice"] == pytest.approx((49.99 * 300 + 50.01 * 100) / 400)
+    assert events[1]["imbalance"] == pytest.approx(-0.5)
+    d = mem.tables["depth"].read(2)
+    assert (d["valid"], d["n_bid"], d["n_ask"], d["mid"]) == (1, 1, 1, 0.5 * (49.99 + 50.01))
 
 
 def test_backpressure_consumes_only_what_it_can_forward(engine, drain_ring):
@@ -206,18 +230,52 @@ def test_backpressure_consumes_only_what_it_can_forward(engine, drain_ring):
     assert book.counter("ticks_in") == 23 == book.counter("events_out")
 
 
+def test_backpressure_leaves_a_trade_until_there_is_room_for_its_bars(engine, drain_ring):
+    mem = engine({"rings.top.capacity": 4, "stages.book.params.bars": ["1t", "2t", "100v"]})
+    book = mem.build_stage("book")
+    mem.rings["md"].put(_ticks([quote(0, 99.0, 101.0), trade(0, 100.0), trade(0, 100.5)]))
+    assert book.do_work(0) == 1                     # the quote; the trade may need 4 slots, 3 left
+    assert book.do_work(0) == 0 and book.counter("ticks_in") == 1
+    assert len(drain_ring(mem.rings["top"])) == 1
+    assert book.do_work(0) == 1                     # trade 1: its event + 1t + 100v bars
+    ev = drain_ring(mem.rings["top"])
+    assert ev["kind"].tolist() == [TICK_TRADE, TICK_BAR, TICK_BAR] and ev["bar_spec"].tolist()[1:] == [0, 2]
+    assert book.do_work(0) == 1                     # trade 2: its event + 1t + 2t + 100v bars
+    ev = drain_ring(mem.rings["top"])
+    assert ev["kind"].tolist() == [TICK_TRADE] + [TICK_BAR] * 3 and ev["bar_spec"].tolist()[1:] == [0, 1, 2]
+    assert ev[2]["bar_count"] == 2 and ev[2]["bar_volume"] == 200.0 and ev[2]["bar_open"] == 100.0
+    assert book.counter_values()["bars_out"] == 5 and book.counter("events_out") == 8
+
+
+def test_output_ring_must_hold_a_trade_and_all_its_bars(engine):
+    with pytest.raises(ValueError, match=r"stages\.book\.params\.bars.*4 events.*holds 2"):
+        engine({"rings.top.capacity": 2, "stages.book.params.bars": ["1t", "2t", "3t"]}).build_stage("book")
+
+
 def test_warm_up_touches_no_shared_state(engine):
-    mem = engine()
+    mem = engine(dict(SMALL, **{"stages.book.params.bars": ["1t"]}))
     book = mem.build_stage("book")
     mem.rings["md"].put(_ticks([quote(0, 1.0, 2.0)]))
     before = {n: r.ctl.copy() for n, r in mem.rings.items()}
-    tops, stats = mem.tables["tops"].rows.copy(), mem.stats.copy()
+    tables = {n: (t.rows.copy(), t.seqs.copy()) for n, t in mem.tables.items()}
+    stats, hists = mem.stats.copy(), mem.hists.copy()
+    private = {k: v.copy() for k, v in book.book.items()}
     book.warm_up()
     assert all(np.array_equal(mem.rings[n].ctl, c) for n, c in before.items())
-    assert np.array_equal(mem.tables["tops"].rows, tops) and np.array_equal(mem.stats, stats)
+    assert all(np.array_equal(mem.tables[n].rows, r) and np.array_equal(mem.tables[n].seqs, s)
+               for n, (r, s) in tables.items())
+    assert np.array_equal(mem.stats, stats) and np.array_equal(mem.hists, hists)
+    assert all(np.array_equal(book.book[k], v) for k, v in private.items())
+    step, args, takes_now = book.kernel()
+    assert not takes_now and step.py_func.__name__ == "book_step" and len(args) == 22
 
 
-@pytest.mark.parametrize("value", [0, -1, 1.5, "8"])
-def test_bad_batch_names_the_key(engine, value):
-    with pytest.raises(ValueError, match=r"stages\.book\.params\.batch"):
-        engine({"stages.book.params.batch": value}).build_stage("book")
+@pytest.mark.parametrize("key, value", [
+    ("batch", 0), ("batch", -1), ("batch", 1.5), ("batch", "8"),
+    ("depth", 0), ("depth", DEPTH_LEVELS + 1), ("capacity", 5), ("capacity", 10_000),
+    ("bars", "1s"), ("bars", ["1x"]), ("bars", ["0t"]), ("bars", ["1.5t"]), ("bars", ["1s", "1000ms"]),
+    ("bars", ["-5v"]), ("bars", [3]), ("speed", 1),
+])
+def test_bad_params_name_the_key(engine, key, value):
+    with pytest.raises(ValueError, match=rf"stages\.book\.params\.{key}"):
+        engine({f"stages.book.params.{key}": value}).build_stage("book")
