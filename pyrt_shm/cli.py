@@ -10,15 +10,19 @@ import sys
 COMMANDS = {
     "run": ("pyrt_shm.run_cmd", "run the engine (embedded default topology unless --config)"),
     "clean": ("pyrt_shm.clean_cmd", "remove shared-memory segments left by a dead engine"),
+    "kill": ("pyrt_shm.kill_cmd", "flip the kill switch of a running engine (audited)"),
     "top": ("tools.top", "live terminal view of a running engine (read-only)"),
     "hist": ("tools.hist", "latency percentiles, .hgrm files, merges and plots"),
     "doctor": ("tools.doctor", "how fit this host is for low latency, with fixes"),
+    "model-export": ("tools.model_export", "train a small classifier on indicator features, write ONNX"),
 }
 BENCHES = {
     "ring": ("bench.ring", "SPSC ring vs Pipe/Queue/zmq/mq: hop latency and throughput"),
     "hdr": ("bench.hdr_record", "HDR recording cost in numba vs hdrh from Python"),
     "pipeline": ("bench.pipeline", "tick-to-order latency through the engine vs a ZMQ+JSON pipeline"),
+    "market": ("bench.market", "book updates, indicators and ONNX inference vs their baselines"),
     "jitter": ("bench.jitter", "hiccup meter: the platform's own stalls per core"),
+    "orders": ("bench.orders", "pre-trade checks, exec hand-off, sim matching vs plain Python"),
 }
 
 

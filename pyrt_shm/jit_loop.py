@@ -14,7 +14,7 @@ stages do not all provide kernels, or that park or back off (those need Python: 
 semaphore, sleeps), run the plain ``AgentRunner`` instead.
 
 The generated source is written to a cache directory under a name that hashes the loop
-shape and the source of every module the steps come from, then imported with
+shape and the source of every loaded module of the project's packages, then imported with
 ``cache=True``: numba does not notice when a callee's module changes, the file name does.
 
 Idle inside the loop: mode 1 (yield) calls ``sched_yield()`` after every cycle, work or
@@ -88,8 +88,12 @@ def generate_source(kernels) -> str:
 
 def _sources_hash(kernels, source: str) -> str:
     h = hashlib.blake2b(source.encode(), digest_size=10)
-    mods = {k[0].py_func.__module__ for k in kernels} | {"ringbuf._atomics", "ringbuf.spsc",
-                                                        "ringbuf.seqlock", "pyrt_shm.hdr_recorder"}
+    # Every loaded module of the project's packages, not only the steps' own modules: a step
+    # calls helpers in other modules (procs/l2book.py, ringbuf/spsc.py ...) and numba's cache
+    # would not notice when one of those changes.
+    ours = ("procs", "ringbuf", "layouts", "pyrt_shm")
+    mods = {k[0].py_func.__module__ for k in kernels} | {
+        m for m in list(sys.modules) if m.split(".")[0] in ours}
     for name in sorted(mods):
         try:
             with open(inspect.getfile(sys.modules[name]), "rb") as f:

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from layouts.control import KILL_CAUSE_NAMES, TRADING_STATE_NAMES
+from layouts.control import KILL_CAUSE_NAMES, KILL_OPERATOR, TRADING_STATE_NAMES
 from layouts.stats import STAGE_STATE_NAMES
 
 from . import hdr_convert
@@ -24,7 +24,21 @@ def counters(mem) -> dict:
     out = {}
     for i, name in enumerate(mem.stage_names):
         row = mem.stats[i]
-        out[name] = {c: int(row["counters"][k]) for k, c in enumerate(mem.classes[name].COUNTERS)}
+        cls = mem.classes[name]
+        out[name] = {c: int(row["counters"][k]) for k, c in enumerate(cls.COUNTERS)}
+        extra = getattr(cls, "table_counters", None)     # counters a stage keeps in a table
+        if extra is not None:
+            out[name].update(extra(mem.tables))
+    return out
+
+
+def stage_reports(mem) -> dict:
+    """``{stage: dict}`` from each stage class that has a ``summarize(tables)`` classmethod."""
+    out = {}
+    for name in mem.stage_names:
+        fn = getattr(mem.classes[name], "summarize", None)
+        if fn is not None:
+            out[name] = fn(mem.tables)
     return out
 
 
@@ -74,9 +88,14 @@ def positions(mem, table: str = "positions") -> list[dict]:
 
 def control(mem) -> dict:
     c = mem.control[0]
-    return {"kill_switch": bool(c["kill_switch"]),
-            "kill_cause": KILL_CAUSE_NAMES.get(int(c["kill_cause"]), "?"),
-            "trading_state": TRADING_STATE_NAMES.get(int(c["trading_state"]), "?")}
+    out = {"kill_switch": bool(c["kill_switch"]),
+           "kill_cause": KILL_CAUSE_NAMES.get(int(c["kill_cause"]), "?"),
+           "trading_state": TRADING_STATE_NAMES.get(int(c["trading_state"]), "?")}
+    if int(c["kill_cause"]) == KILL_OPERATOR:          # `pyrt kill`: its audit line, if found
+        from .kill_cmd import find_audit
+
+        out["kill_audit"] = find_audit(mem.engine, int(c["kill_ns"]))
+    return out
 
 
 def summary(mem, elapsed_s: float, extra: dict | None = None) -> dict:
@@ -90,6 +109,7 @@ def summary(mem, elapsed_s: float, extra: dict | None = None) -> dict:
         "venue_positions": positions(mem, "venue_positions"),
         "control": control(mem),
         "latency_ns": latency(mem),
+        "stage_reports": stage_reports(mem),
     }
     if extra:
         s.update(extra)
@@ -148,6 +168,14 @@ def format_report(s: dict) -> str:
            if (k.startswith("rej") or k.startswith("rejected")) and v}
     lines.append("  rejections: " + (", ".join(f"{k}={v}" for k, v in rej.items()) or "none"))
     lines.append(f"  control: {s['control']}")
+    for st, rep in s.get("stage_reports", {}).items():
+        if "equity" in rep:                                   # a portfolio (the risk stage)
+            var = rep.get("var") or {}
+            v99 = var.get("var_hist_99")
+            lines.append(f"  {st}: {rep['trading_state']} (halt: {rep['halt_reason']})  equity "
+                         f"{rep['equity']:,.2f}  net P&L {rep['net_pnl']:,.2f}  drawdown "
+                         f"{rep['drawdown']:,.2f}  gross {rep['gross_exposure']:,.0f}  VaR99 "
+                         + ("-" if v99 is None else f"{v99:,.2f}"))
     for p in s["positions"]:
         lines.append(f"  position {p['symbol']}: qty {p['qty']:g} avg {p['avg_px']:.4f} "
                      f"realized {p['realized']:.2f} unrealized {p['unrealized']:.2f} fees {p['fees']:.2f}")

@@ -1,4 +1,4 @@
-"""``pyrt run [--config FILE] [--duration S] [--rate N]``: run the engine, report, exit.
+"""``pyrt run [--config FILE] [--duration S] [--rate N] [--metrics-port N]``: run the engine, report, exit.
 
 Exit codes: 0 clean stop (duration, SIGINT/SIGTERM, feed finished); 1 a stage died or
 stalled (the message names it) or the engine could not start; 2 bad command line or
@@ -23,6 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-ticks", type=int, metavar="N", help="stop the feed after N ticks")
     ap.add_argument("--engine", metavar="NAME", help="engine name (shared-memory prefix)")
     ap.add_argument("--run-dir", metavar="DIR", help="where to write the run directory")
+    ap.add_argument("--metrics-port", type=int, metavar="N",
+                    help="serve Prometheus metrics on this port (9464 by convention; 0 = off; "
+                         "bound to [engine] metrics_addr, 127.0.0.1 by default)")
     ap.add_argument("--quiet", action="store_true", help="no live status line")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON at the end")
     return ap
@@ -38,6 +41,8 @@ def _overrides(args, topo_feed: str = "feed") -> dict:
         flat["engine.name"] = args.engine
     if args.run_dir is not None:
         flat["engine.run_dir"] = args.run_dir
+    if args.metrics_port is not None:
+        flat["engine.metrics_port"] = args.metrics_port
     return flat
 
 
@@ -83,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             sup.start()
-        except WiringError as e:
+        except (WiringError, ValueError, ImportError) as e:
+            # Stage constructors validate their params (ValueError naming stages.X.params.key);
+            # class paths that do not import raise ImportError naming stages.X.class.
             print(f"pyrt run: invalid configuration:\n{e}", file=sys.stderr)
             return 2
         except (EngineRunning, ShmError) as e:

@@ -6,12 +6,13 @@ Lifecycle::
     start()   remove stale segments of a dead engine of this name (refuse if one is alive)
               -> create every segment -> build + warm (JIT) every stage -> fork one process
               per [processes.X], pinned
+              -> start the Prometheus exporter if ``[engine] metrics_port`` is set
     watch()   every 10 ms: reap children, check heartbeats, duration, signals, print status
     stop()    graceful: stop sources -> wait until no record is in flight (every ring empty
               and no head moving) -> stop every stage -> join -> report
     fault     a child that died or stalled trips the kill switch (risk rejects every new
               order), the rest are stopped, the run exits non-zero naming stage and cause
-    close()   unlink every segment and semaphore (always, also on exceptions)
+    close()   stop the exporter, unlink every segment and semaphore (always, also on exceptions)
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ class Supervisor:
         self.fault_ns = 0               #: CLOCK_MONOTONIC when the fault was detected
         self.started_ns = 0
         self._signal = None
+        self.exporter = None            #: pyrt_shm.metrics.MetricsExporter while it serves
 
     # -- start ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -83,12 +85,31 @@ class Supervisor:
             self._kill_all()
             self.close()
             raise
+        self._start_exporter()
+
+    def _start_exporter(self) -> None:
+        """Serve metrics from this process's own thread (after the forks: children get no
+        thread). It only reads shared memory through a read-only reader; a port that cannot
+        be bound is logged, not fatal: the engine is already trading."""
+        eng = self.topology.engine
+        if not eng.metrics_port:
+            return
+        from .metrics import start_exporter
+
+        try:
+            self.exporter = start_exporter(eng.name, eng.metrics_port, eng.metrics_addr)
+        except OSError as e:
+            self.log(f"pyrt: warning: metrics exporter not started on "
+                     f"{eng.metrics_addr}:{eng.metrics_port}: {e}")
+            return
+        self.log(f"pyrt: metrics at {self.exporter.url}")
 
     def _place_self(self) -> None:
         # Leave the hot cores to the stages: the supervisor (and its exporter, status line)
         # runs on whatever CPUs no stage is pinned to, when there are any.
         hot = {c for c in self.placement.values() if c is not None}
-        spare = set(os.sched_getaffinity(0)) - hot
+        self._saved_affinity = set(os.sched_getaffinity(0))
+        spare = self._saved_affinity - hot
         if spare:
             os.sched_setaffinity(0, spare)
 
@@ -219,6 +240,7 @@ class Supervisor:
     # -- stop -------------------------------------------------------------------------------
     def stop(self) -> dict:
         """Stop in order (graceful when no fault); return drain information."""
+        self.stop_ns = time.monotonic_ns()
         info = {"drained": False, "in_flight": 0}
         stop = self.mem.control[0]["stop"]
         if self.fault is None:
@@ -278,7 +300,10 @@ class Supervisor:
         self.children.clear()
 
     def summary(self) -> dict:
-        elapsed = (time.monotonic_ns() - self.started_ns) / 1e9 if self.started_ns else 0.0
+        # Running time: from the fork of the first stage to the stop request (drain and
+        # join excluded, so ticks/s in the report is the rate while running).
+        end = getattr(self, "stop_ns", 0) or time.monotonic_ns()
+        elapsed = (end - self.started_ns) / 1e9 if self.started_ns else 0.0
         return report.summary(self.mem, elapsed, {
             "fault": self.fault,
             "fault_ns": self.fault_ns,
@@ -289,7 +314,17 @@ class Supervisor:
         })
 
     def close(self) -> None:
-        """Kill what still runs, unlink every segment and semaphore (idempotent)."""
+        """Kill what still runs, unlink every segment and semaphore, restore this process's
+        CPU affinity (idempotent)."""
+        if getattr(self, "_saved_affinity", None):
+            try:
+                os.sched_setaffinity(0, self._saved_affinity)
+            except OSError:
+                pass
+            self._saved_affinity = None
+        if self.exporter is not None:
+            self.exporter.close()
+            self.exporter = None
         self._kill_all()
         for sem in self.semaphores:
             try:

@@ -35,9 +35,13 @@ def test_every_record_is_accounted_for(engine):
     assert book["events_out"] == sig["events_in"] == book["quotes"] + book["trades"]
     assert sig["intents_out"] > 0 and sig["intents_out"] == sig["crosses_up"] + sig["crosses_down"]
     rejections = sum(v for k, v in risk.items() if k.startswith("rej_"))
+    assert risk["rejected"] == rejections
     assert risk["intents_in"] == sig["intents_out"] == risk["orders_out"] + rejections
+    # market orders of 100 against lots of >= 100 at the touch: one full fill each
     assert ex["orders_in"] == risk["orders_out"] and ex["fills_out"] == ex["orders_in"]
+    assert ex["orders_done"] == ex["executions"] == ex["orders_in"]
     assert risk["fills_in"] == ex["fills_out"]
+    assert mem.tables["risk_state"].read(0)["open_orders"] == 0
     assert risk["fill_unknown_order"] == risk["fill_overfill"] == ex["duplicate_order_id"] == 0
     assert risk["fill_bad"] == ex["bad_order"] == 0
     for ring in mem.rings.values():                      # everything drained

@@ -24,13 +24,23 @@ def _check_consistency(s: dict) -> None:
     assert book["ticks_in"] == feed["ticks_out"]
     # every book event reached the signal
     assert sig["events_in"] == book["events_out"]
-    # every intent accounted for: an order or a counted rejection
+    # every intent (and algo child, and stop order) accounted for: an order, a counted
+    # rejection (by reason, risk's rejection table) or an accepted algo parent
     rejections = sum(v for k, v in risk.items() if k.startswith("rej_"))
-    assert risk["intents_in"] == sig["intents_out"] == risk["orders_out"] + rejections
-    # every order reached exec, and each produced exactly one fill report
+    assert risk.get("rejected", rejections) == rejections
+    assert risk["intents_in"] == sig["intents_out"]
+    assert risk["intents_in"] + risk.get("algo_children", 0) + risk.get("stop_loss", 0) \
+        + risk.get("trailing_stop", 0) == risk["orders_out"] + rejections + risk.get("algo_parents", 0)
+    # every order and every cancel reached exec; every report reached risk
     assert ex["orders_in"] == risk["orders_out"]
-    assert ex["fills_out"] == ex["orders_in"]
+    assert ex.get("cancels_in", 0) == risk.get("cancels_out", 0)
     assert risk["fills_in"] == ex["fills_out"]
+    # each order got one terminal report, or is still open, and risk and exec agree on which
+    done = ex.get("orders_done", ex["orders_in"])
+    open_orders = ex["orders_in"] + ex.get("replaces_in", 0) - done
+    assert open_orders >= 0
+    if "risk" in s.get("stage_reports", {}):
+        assert s["stage_reports"]["risk"]["open_orders"] == open_orders
     assert risk["fill_unknown_order"] == 0 and risk["fill_overfill"] == 0
     assert ex["duplicate_order_id"] == 0
     # positions in risk equal the venue's independent record of fills
