@@ -553,20 +553,9 @@ def bench_stage(n: int = 1_000_000, quick: bool = False, bars=("1ms", "100t", "5
 
 
 def host_info() -> dict:
-    import numba
+    from bench.host import host_info as _host_info
 
-    model = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
-            "python": platform.python_version(), "numba": numba.__version__, "numpy": np.__version__,
-            "loadavg_start": round(os.getloadavg()[0], 2)}
+    return _host_info()
 
 
 def run(quick: bool = False, n: int | None = None) -> dict:

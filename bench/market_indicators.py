@@ -384,21 +384,9 @@ def _baselines(n_np: int, n_py: int, repeats: int) -> dict:
 
 
 def _host() -> dict:
-    import numba
+    from bench.host import host_info
 
-    model = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpus": os.cpu_count(), "cpu_model": model, "machine": platform.machine(),
-            "kernel": platform.release(), "python": platform.python_version(),
-            "numba": numba.__version__, "numpy": np.__version__,
-            "loadavg_start": round(os.getloadavg()[0], 2)}
+    return host_info()
 
 
 def _run(n_stream: int, n_batch: int, n_py: int, repeats: int, quick: bool) -> dict:

@@ -64,21 +64,11 @@ def _time_calls(fn, n: int, prep=None) -> list:
 
 
 def host_info() -> dict:
-    import numba
     import onnxruntime
 
-    model = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
-            "python": platform.python_version(), "numba": numba.__version__, "numpy": np.__version__,
-            "onnxruntime": onnxruntime.__version__, "loadavg_start": round(os.getloadavg()[0], 2)}
+    from bench.host import host_info as _host_info
+
+    return _host_info(onnxruntime=onnxruntime.__version__)
 
 
 def _features(n_ticks: int, names):

@@ -43,8 +43,6 @@ Run: ``PYTHONPATH=. python -m bench.ring --json`` (or ``pyrt bench ring --json``
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import gc
 import json
 import mmap
@@ -59,11 +57,7 @@ import time
 import traceback
 
 import numpy as np
-from llvmlite import binding as llvm_binding
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
 from layouts.market import TICK, TICK_QUOTE
 from ringbuf._atomics import cpu_pause, load_acquire, monotonic_ns, store_release
@@ -84,23 +78,8 @@ except Exception as _e:  # pragma: no cover - only while the recorder is missing
         pass
 
 # ---------------------------------------------------------------------------------------
-# sched_yield() callable from njit (registered like clock_gettime in ringbuf._atomics, so
-# the on-disk cache resolves it in any process).
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-llvm_binding.add_symbol("sched_yield", ctypes.cast(_libc.sched_yield, ctypes.c_void_p).value)
-
-
-@intrinsic
-def sched_yield(typingctx):
-    """``sched_yield(2)`` from jitted code (~0.2-0.5 µs syscall, more if it switches)."""
-
-    def codegen(context, builder, sig, args):
-        fnty = ir.FunctionType(ir.IntType(32), [])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "sched_yield")
-        builder.call(fn, [])
-        return context.get_dummy_value()
-
-    return types.void(), codegen
+# sched_yield() from njit: the engine's own intrinsic.
+from ringbuf._atomics import sched_yield  # noqa: E402
 
 
 IDLE_SPIN = 0    #: idle = x86 ``pause`` (busy-spin)

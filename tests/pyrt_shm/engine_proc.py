@@ -73,3 +73,20 @@ def wait_running(engine: str, proc: subprocess.Popen, min_work: int = 1, timeout
 
 def shm_entries(engine: str) -> list[str]:
     return sorted(e for e in os.listdir("/dev/shm") if f"pyrt-{engine}." in e)
+
+
+def stop_engine(proc: subprocess.Popen, engine: str) -> None:
+    """SIGINT a still-running ``pyrt run`` (it cleans up), SIGKILL only if it hangs."""
+    import signal
+
+    from pyrt_shm.segment import remove_stale
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+    if shm_entries(engine):
+        remove_stale(engine)

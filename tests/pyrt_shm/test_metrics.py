@@ -21,7 +21,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from engine_proc import ROOT, finish, shm_entries, start_engine, wait_running
+from engine_proc import ROOT, finish, shm_entries, start_engine, stop_engine, wait_running
 from layouts.histogram import COUNTS_LEN, HIGHEST, LOWEST, SIGFIGS
 from pyrt_shm.config import load_topology, override_from_dotted
 from pyrt_shm.metrics import (
@@ -48,19 +48,6 @@ FAMILIES = {
     "pyrt_latency_histogram_seconds": "histogram", "pyrt_latency_seconds": "summary",
     "pyrt_scrape_seconds": "gauge",
 }
-
-
-def stop_engine(proc, engine: str) -> None:
-    """SIGINT a still-running ``pyrt run`` (it cleans up), SIGKILL only if it hangs."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-    if shm_entries(engine):
-        remove_stale(engine)
 
 
 def hdr_of(values) -> tuple[HdrHistogram, np.ndarray]:

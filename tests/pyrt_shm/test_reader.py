@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from engine_proc import ROOT, finish, shm_entries, start_engine, wait_running
+from engine_proc import ROOT, finish, shm_entries, start_engine, stop_engine, wait_running
 from layouts.control import KILL_OPERATOR, TRADING_HALTED
 from layouts.histogram import HIGHEST, LOWEST, SIGFIGS
 from layouts.stats import STAGE_RUNNING
@@ -33,19 +33,6 @@ from pyrt_shm.wiring import EngineMemory
 from ringbuf.seqlock_view import SeqlockTable
 
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-
-
-def stop_engine(proc, engine: str) -> None:
-    """SIGINT a still-running ``pyrt run`` (it cleans up), SIGKILL only if it hangs."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-    if shm_entries(engine):
-        remove_stale(engine)
 
 
 def build_memory(engine: str) -> EngineMemory:

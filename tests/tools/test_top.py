@@ -23,7 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pyrt_shm"))   # engine_proc
 
-from engine_proc import ROOT, finish, shm_entries, start_engine, wait_running  # noqa: E402
+from engine_proc import ROOT, finish, shm_entries, start_engine, stop_engine, wait_running  # noqa: E402
 from layouts.control import KILL_STAGE_STALLED, TRADING_REDUCING  # noqa: E402
 from pyrt_shm.config import load_topology, override_from_dotted  # noqa: E402
 from pyrt_shm.reader import attach  # noqa: E402
@@ -40,19 +40,6 @@ _names = itertools.count()
 def run_top(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pyrt_shm.cli", "top", *args], capture_output=True,
                           text=True, env=ENV, cwd=ROOT, timeout=timeout)
-
-
-def stop_engine(proc, engine: str) -> None:
-    """SIGINT a still-running ``pyrt run`` (it cleans up), SIGKILL only if it hangs."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-    if shm_entries(engine):
-        remove_stale(engine)
 
 
 @pytest.fixture(scope="module")
