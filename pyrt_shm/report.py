@@ -165,8 +165,9 @@ def format_report(s: dict) -> str:
     lines.append(f"  ticks {ticks}  intents {get('signal', 'intents_out')}  orders {get('risk', 'orders_out')}"
                  f"  fills {get('exec', 'fills_out')}  ({ticks / max(s['elapsed_s'], 1e-9):,.0f} ticks/s)")
     rej = {f"{st}.{k}": v for st, cs in c.items() for k, v in cs.items()
-           if (k.startswith("rej") or k.startswith("rejected")) and v}
-    lines.append("  rejections: " + (", ".join(f"{k}={v}" for k, v in rej.items()) or "none"))
+           if k.startswith("rej") and k != "rejected" and v}   # "rejected" is the total
+    lines.append(f"  rejections ({sum(rej.values())}): "
+                 + (", ".join(f"{k}={v}" for k, v in rej.items()) or "none"))
     lines.append(f"  control: {s['control']}")
     for st, rep in s.get("stage_reports", {}).items():
         if "equity" in rep:                                   # a portfolio (the risk stage)

@@ -55,7 +55,8 @@ def status_line(sup) -> None:
     now = time.monotonic_ns()
     prev = getattr(sup, "_prev_status", None)
     ticks = c.get("feed", {}).get("ticks_out", 0)
-    rate = 0.0 if prev is None else (ticks - prev[1]) / max((now - prev[0]) / 1e9, 1e-9)
+    since = (sup.started_ns, 0) if prev is None else prev        # first line: since the start
+    rate = (ticks - since[1]) / max((now - since[0]) / 1e9, 1e-9)
     sup._prev_status = (now, ticks)
     depth = sum(r.statistics().depth for r in mem.rings.values())
     t2o = ""
