@@ -5,15 +5,35 @@ import os
 import platform
 
 
-def cpu_model() -> str | None:
+def read(path: str) -> str | None:
+    """A small kernel file's text, or None if it cannot be read."""
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+        with open(path) as f:
+            return f.read()
     except OSError:
-        pass
-    return None
+        return None
+
+
+def cpu_model() -> str | None:
+    for line in (read("/proc/cpuinfo") or "").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or None
+
+
+def preempt_rt() -> bool:
+    """PREEMPT_RT kernel: uname, the RT patch set's /sys/kernel/realtime, or the kernel config."""
+    if "PREEMPT_RT" in platform.uname().version:
+        return True
+    if (read("/sys/kernel/realtime") or "").strip() == "1":
+        return True
+    return "CONFIG_PREEMPT_RT=y" in (read(f"/boot/config-{platform.release()}") or "")
+
+
+def isolated_cpus() -> list[int]:
+    from pyrt_shm.config import read_isolated_cpus
+
+    return sorted(read_isolated_cpus())
 
 
 def host_info(**extra) -> dict:

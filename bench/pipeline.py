@@ -80,6 +80,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import host
+
 ROOT = Path(__file__).resolve().parents[1]
 PLACEMENTS = {
     "auto": ROOT / "config" / "default.toml",
@@ -93,49 +95,21 @@ ORIG_AFFINITY = None
 
 
 # -- host ------------------------------------------------------------------------------------
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def _cpu_list(text: str) -> list[int]:
-    out = []
-    for part in (text or "").strip().split(","):
-        if not part:
-            continue
-        if "-" in part:
-            a, b = part.split("-", 1)
-            out.extend(range(int(a), int(b) + 1))
-        else:
-            out.append(int(part))
-    return out
-
-
-def _preempt_rt() -> bool:
-    if "PREEMPT_RT" in platform.uname().version:
-        return True
-    if (_read("/sys/kernel/realtime") or "").strip() == "1":
-        return True
-    return "CONFIG_PREEMPT_RT=y" in (_read(f"/boot/config-{platform.release()}") or "")
+_read = host.read
 
 
 def host_info() -> dict:
     import numba
 
-    cpuinfo = _read("/proc/cpuinfo") or ""
-    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines()
-                  if ln.startswith("model name")), None)
     info = {
-        "cpus": os.cpu_count(), "cpu_model": model or platform.processor() or None,
+        "cpus": os.cpu_count(), "cpu_model": host.cpu_model(),
         "kernel": f"{platform.release()} {platform.uname().version}",
         "python": platform.python_version(), "numba": numba.__version__, "numpy": np.__version__,
-        "preempt_rt": _preempt_rt(),
-        "isolated_cpus": _cpu_list(_read("/sys/devices/system/cpu/isolated") or ""),
+        "preempt_rt": host.preempt_rt(),
+        "isolated_cpus": host.isolated_cpus(),
         "allowed_cpus": sorted(ORIG_AFFINITY or os.sched_getaffinity(0)),
-        "hypervisor": "hypervisor" in next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), ""),
+        "hypervisor": "hypervisor" in next((ln for ln in (_read("/proc/cpuinfo") or "").splitlines()
+                                            if ln.startswith("flags")), ""),
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
     }
     try:

@@ -59,6 +59,7 @@ import traceback
 import numpy as np
 from numba import njit
 
+from bench import host
 from layouts.market import TICK, TICK_QUOTE
 from ringbuf._atomics import cpu_pause, load_acquire, monotonic_ns, store_release
 from ringbuf.spsc import claim, commit, head_of, poll, release, slot, tail_of
@@ -995,51 +996,18 @@ def _tput_row(impl, placement, batch, info, killed, wall, payload):
 # ---------------------------------------------------------------------------------------
 # host, ratios, targets
 
-def _parse_cpu_list(text: str) -> list[int]:
-    out = []
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        if "-" in part:
-            a, b = part.split("-", 1)
-            out.extend(range(int(a), int(b) + 1))
-        else:
-            out.append(int(part))
-    return out
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def _preempt_rt() -> bool:
-    if "PREEMPT_RT" in platform.uname().version:
-        return True
-    if (_read("/sys/kernel/realtime") or "").strip() == "1":
-        return True
-    cfg = _read(f"/boot/config-{platform.release()}") or ""
-    return "CONFIG_PREEMPT_RT=y" in cfg
+_read = host.read
 
 
 def host_info() -> dict:
     import numba
 
-    model = None
-    for line in (_read("/proc/cpuinfo") or "").splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
     cmdline = _read("/proc/cmdline") or ""
-    isolated = _parse_cpu_list(_read("/sys/devices/system/cpu/isolated") or "")
     return {
-        "cpus": os.cpu_count(), "cpu_model": model or platform.processor() or None,
+        "cpus": os.cpu_count(), "cpu_model": host.cpu_model(),
         "kernel": f"{platform.release()} {platform.uname().version}",
         "python": platform.python_version(), "numba": numba.__version__, "numpy": np.__version__,
-        "preempt_rt": _preempt_rt(), "isolated_cpus": isolated,
+        "preempt_rt": host.preempt_rt(), "isolated_cpus": host.isolated_cpus(),
         "allowed_cpus": sorted(os.sched_getaffinity(0)),
         "nohz_full": (_read("/sys/devices/system/cpu/nohz_full") or "").strip() or None,
         "cmdline_isolation": [w for w in cmdline.split() if w.split("=")[0] in ("isolcpus", "nohz_full", "rcu_nocbs")],

@@ -143,7 +143,8 @@ def write_run_dir(mem, path: str, summary_dict: dict) -> list[str]:
     return written
 
 
-def _fmt_ns(v) -> str:
+def fmt_ns(v) -> str:
+    """A duration in ns for people: 850ns, 12.3us, 4.56ms, 1.20s ("-" for None)."""
     if v is None:
         return "-"
     v = float(v)
@@ -182,8 +183,8 @@ def format_report(s: dict) -> str:
                      f"realized {p['realized']:.2f} unrealized {p['unrealized']:.2f} fees {p['fees']:.2f}")
     lines.append(f"  {'latency':32s} {'count':>10s} {'p50':>9s} {'p99':>9s} {'p99.9':>9s} {'max':>9s}")
     for name, h in s["latency_ns"].items():
-        lines.append(f"  {name:32s} {h['count']:>10d} {_fmt_ns(h['p50']):>9s} {_fmt_ns(h['p99']):>9s} "
-                     f"{_fmt_ns(h['p999']):>9s} {_fmt_ns(h['max']):>9s}")
+        lines.append(f"  {name:32s} {h['count']:>10d} {fmt_ns(h['p50']):>9s} {fmt_ns(h['p99']):>9s} "
+                     f"{fmt_ns(h['p999']):>9s} {fmt_ns(h['max']):>9s}")
     for name, r in s["rings"].items():
         if r["dropped"] or r["times_full"]:
             lines.append(f"  ring {name}: times_full {r['times_full']} dropped {r['dropped']} "

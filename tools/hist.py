@@ -39,6 +39,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from layouts.histogram import COUNTS_LEN, HIGHEST, HISTOGRAM, LOWEST, SIGFIGS
+from pyrt_shm import report
 
 PERCENTILES = (50, 90, 99, 99.9, 99.99)
 _P_KEYS = {50: "p50", 90: "p90", 99: "p99", 99.9: "p999", 99.99: "p9999"}
@@ -258,17 +259,7 @@ def stats(hist: Hist) -> dict:
     return out
 
 
-def fmt_ns(v) -> str:
-    if v is None:
-        return "-"
-    v = float(v)
-    if v < 1e3:
-        return f"{v:.0f}ns"
-    if v < 1e6:
-        return f"{v / 1e3:.1f}us"
-    if v < 1e9:
-        return f"{v / 1e6:.2f}ms"
-    return f"{v / 1e9:.2f}s"
+fmt_ns = report.fmt_ns
 
 
 def format_table(rows: list[dict]) -> str:

@@ -21,6 +21,7 @@ import argparse
 import sys
 import time
 
+from pyrt_shm import report
 from pyrt_shm.reader import EngineGone, EngineNotRunning, EngineRestarted, attach, running_engines
 
 #: Seconds between the two samples ``--once`` takes to compute rates.
@@ -279,15 +280,7 @@ def _rate(now, before, dt) -> str:
     return f"{(now - before) / dt:,.0f}"
 
 
-def _ns(v) -> str:
-    v = float(v)
-    if v < 1e3:
-        return f"{v:.0f}ns"
-    if v < 1e6:
-        return f"{v / 1e3:.1f}us"
-    if v < 1e9:
-        return f"{v / 1e6:.2f}ms"
-    return f"{v / 1e9:.2f}s"
+_ns = report.fmt_ns
 
 
 def _age(s) -> str:
