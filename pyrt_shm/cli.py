@@ -15,6 +15,9 @@ COMMANDS = {
     "hist": ("tools.hist", "latency percentiles, .hgrm files, merges and plots"),
     "doctor": ("tools.doctor", "how fit this host is for low latency, with fixes"),
     "model-export": ("tools.model_export", "train a small classifier on indicator features, write ONNX"),
+    "backtest": ("pyrt_shm.research.backtest_cmd", "replay history through the live stages fused in one process"),
+    "optimize": ("pyrt_shm.research.optimize_cmd", "parameter grid / walk-forward / Bayesian search over backtests"),
+    "fake-alpaca": ("tools.fake_alpaca.cli", "protocol-faithful fake Alpaca (market data, REST, trade stream) on loopback"),
 }
 BENCHES = {
     "ring": ("bench.ring", "SPSC ring vs Pipe/Queue/zmq/mq: hop latency and throughput"),
@@ -23,6 +26,8 @@ BENCHES = {
     "market": ("bench.market", "book updates, indicators and ONNX inference vs their baselines"),
     "jitter": ("bench.jitter", "hiccup meter: the platform's own stalls per core"),
     "orders": ("bench.orders", "pre-trade checks, exec hand-off, sim matching vs plain Python"),
+    "feed": ("bench.feed", "Alpaca WebSocket frame to tick record vs alpaca-py's StockDataStream; order round trip"),
+    "backtest": ("bench.backtest", "backtest events/s and bars/s vs a plain-Python event loop; sweep scaling"),
 }
 
 
