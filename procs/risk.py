@@ -51,6 +51,9 @@ Limits come from ``config/risk_limits.toml`` (``procs.risk_limits``); params
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 import numpy as np
 from numba import njit
 
@@ -646,6 +649,15 @@ class RiskStage(Stage):
     of two: the open-order table), ``algo_parents`` (64, power of two), ``fifo_lots`` (1024,
     power of two: open FIFO lots per symbol before merging), ``vwap_profile`` (list of
     weights), ``algo_retry_ms`` (100), ``pnl_sample_ms`` (1000; 0 = off), ``batch`` (256).
+
+    Seeding (a live account's state at start, or a backtest's opening book; see ``_seed``):
+    ``initial_positions`` (``{SYM = [qty, avg_px]}``, signed qty), ``initial_cash`` (cash;
+    equity starts at cash + the positions' cost), ``buying_power`` (the venue's figure:
+    the leverage becomes ``(buying_power + gross cost) / equity`` so that risk's buying
+    power starts equal to it), ``adopted_orders`` (``[{id, symbol, side = "buy"|"sell",
+    qty, filled, limit_px}]``: open venue orders tracked as engine orders ``id``; their
+    unfilled quantity counts as open and their fills update positions like any other;
+    new engine ids start after the largest).
     """
 
     INPUTS = ("intent", "fill")
@@ -658,7 +670,8 @@ class RiskStage(Stage):
                 "auto_halts", "algo_parents", "algo_children", "algo_done", "cancel_rejected",
                 "lots_merged")
     PARAMS = ("limits", "max_order_qty", "max_position", "open_orders", "algo_parents", "fifo_lots",
-              "vwap_profile", "algo_retry_ms", "pnl_sample_ms", "batch")
+              "vwap_profile", "algo_retry_ms", "pnl_sample_ms", "batch", "initial_positions",
+              "initial_cash", "buying_power", "adopted_orders")
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -722,6 +735,7 @@ class RiskStage(Stage):
         self.pv = np.zeros(1, PRIV)
         self.pv["next_id"] = 1
         self.pv["next_parent"] = 1
+        _seed(self, ctx, method, cap)
         self.pi = np.array([batch, cap - 1, n_par - 1, int(sample_ms * 1e6), int(retry_ms * 1e6),
                             method, SWEEP_SLOTS], np.int64)
         self.h_lat, self.h_fill = ctx.hist("latency"), ctx.hist("fill_latency")
@@ -803,6 +817,87 @@ class RiskStage(Stage):
                 rows = h.rows.copy()
             out["var"] = var_report(rows)
         return out
+
+
+def _seed(stage, ctx, method: int, cap: int) -> None:
+    """Apply the seeding params (see ``RiskStage``) before any process starts.
+
+    A seeded position is one lot at ``avg_px`` (average cost and FIFO alike), marked at
+    ``avg_px`` until the book has a price; equity starts at ``initial_cash + sum(qty *
+    avg_px)`` (cash plus what the positions cost), so after marking it is the account's
+    market value. Every bad value raises ValueError naming ``stages.<risk>.params.<key>``.
+    """
+    where = f"stages.{ctx.name}.params"
+    syms = list(ctx.symbols)
+    pos, lim, rs = stage.pos, stage.lim, stage.rs
+    seeded = ctx.param("initial_positions", {}, kind=Mapping)
+    gross0 = cost0 = 0.0
+    for sym, v in seeded.items():
+        if sym not in syms:
+            raise ValueError(f"{where}.initial_positions.{sym}: unknown symbol (engine symbols: {syms})")
+        if not isinstance(v, (list, tuple)) or len(v) != 2 or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v) \
+                or v[1] < 0 or (v[0] != 0 and v[1] <= 0):
+            raise ValueError(f"{where}.initial_positions.{sym}: expected [qty, avg_px] with a finite qty "
+                             f"and avg_px > 0, got {v!r}")
+        q, px = float(v[0]), float(v[1])
+        if q == 0.0:
+            continue
+        s = syms.index(sym)
+        p = pos[s]
+        p["qty"], p["avg_px"], p["cost"], p["lots"], p["trail_px"] = q, px, abs(q) * px, 1, px
+        if method == PNL_METHODS["fifo"]:
+            stage.lot_q[s, 0], stage.lot_px[s, 0] = abs(q), px
+            stage.lot_n[s], stage.lot_head[s] = 1, 0
+        gross0 += abs(q) * px
+        cost0 += q * px
+    if "initial_cash" in ctx.params:
+        equity = float_param(ctx, "initial_cash", 0.0) + cost0
+        if equity <= 0.0:
+            raise ValueError(f"{where}.initial_cash: cash + positions at cost must be > 0, got {equity!r}")
+        lim["starting_equity"] = equity
+    equity = float(lim["starting_equity"][0])
+    if "buying_power" in ctx.params:
+        bp = float_param(ctx, "buying_power", 0.0, lo=0.0)
+        lim["leverage"] = (bp + gross0) / equity
+    adopted = ctx.param("adopted_orders", (), kind=(list, tuple))
+    last = 0
+    for i, a in enumerate(adopted):
+        w = f"{where}.adopted_orders[{i}]"
+        if not isinstance(a, Mapping) or set(a) - {"id", "symbol", "side", "qty", "filled", "limit_px"}:
+            raise ValueError(f"{w}: expected a table of id, symbol, side, qty, filled, limit_px, got {a!r}")
+        try:
+            oid, sym, side = int(a["id"]), a["symbol"], a["side"]
+            q, f, lp = float(a["qty"]), float(a.get("filled", 0.0)), float(a.get("limit_px", 0.0))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{w}: bad or missing field ({e})") from None
+        if sym not in syms or side not in ("buy", "sell") or not (1 <= oid) or not (q > 0.0) \
+                or not (0.0 <= f < q) or not math.isfinite(lp) or lp < 0.0:
+            raise ValueError(f"{w}: needs a known symbol, side 'buy'/'sell', id >= 1, qty > 0, "
+                             f"0 <= filled < qty, limit_px >= 0; got {dict(a)!r}")
+        o = stage.oo[oid & (cap - 1)]
+        if o["id"] != 0:
+            raise ValueError(f"{w}: id {oid} collides with adopted order {int(o['id'])} in the open-order "
+                             f"table (open_orders = {cap})")
+        s = syms.index(sym)
+        sd = BUY if side == "buy" else SELL
+        o["id"], o["parent"], o["sym"], o["side"], o["qty"], o["filled"] = oid, 0, s, sd, q, f
+        o["px"] = lp if lp > 0.0 else float(pos[s]["avg_px"])
+        o["working"] = 1
+        p = pos[s]
+        p["open_buy" if sd == BUY else "open_sell"] += q - f
+        p["open_orders"] += 1
+        rs["open_orders"] += 1
+        last = max(last, oid)
+    if not (seeded or adopted or "initial_cash" in ctx.params or "buying_power" in ctx.params):
+        return
+    stage.pv["next_id"] = last + 1
+    rs["start_equity"] = rs["equity"] = rs["peak_equity"] = equity
+    rs["buying_power"] = equity * float(lim["leverage"][0]) - gross0
+    stage.rs_table.rows[0] = rs[0]
+    stage.pv["dirty"] = 1               # the first cycle computes the portfolio from the seeds
+    for s in range(len(syms)):          # before any process starts: no reader yet
+        stage.table.rows[s] = pos[s]
 
 
 def _read(table, i):

@@ -20,6 +20,12 @@ Schema (defaults in brackets; ``pyrt_shm/default.toml`` is a commented example):
     [stages.<name>]     class (required, "package.module:ClassName"), params [{}]
     [rings.<name>]      producer, consumer, record (required), capacity [65536]
                         (power of two, 2..2**26), full ["block"] ("block" | "drop")
+    [fake_alpaca]       optional: ``pyrt run`` starts a local fake Alpaca for the run
+                        (``tools.fake_alpaca``; throwaway keys): symbols [engine.symbols],
+                        rate [10.0] (quotes/s, >= 0), seed [1], md_port / rest_port /
+                        stream_port [0 = any free port], ready_timeout_s [30] (> 0). Stage
+                        params may then hold ``{fake_alpaca.rest}``, ``{fake_alpaca.stream}``
+                        and ``{fake_alpaca.md}``, replaced by the fake's URLs at start
 
 Process, stage and ring names match ``[a-z0-9][a-z0-9_-]{0,31}``: they become parts of
 shared-memory segment names. Only ``params`` tables accept keys of the user's choosing.
@@ -40,8 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from .config_model import (
-    DEFAULT_SOURCE, FULL_POLICIES, IDLE_STRATEGIES, RECORD_KINDS, EngineConfig,
-    ProcessConfig, RingConfig, StageConfig, Topology, deep_freeze,
+    DEFAULT_SOURCE, FAKE_ALPACA_URLS, FULL_POLICIES, IDLE_STRATEGIES, RECORD_KINDS, EngineConfig,
+    FakeAlpacaConfig, ProcessConfig, RingConfig, StageConfig, Topology, deep_freeze,
 )
 
 __all__ = [
@@ -412,7 +418,83 @@ _ENGINE = {
     "metrics_port": (_integer(0, 65535), 0),
     "metrics_addr": (_host, "127.0.0.1"),
 }
-_SECTIONS = ("engine", "processes", "stages", "rings")
+_SECTIONS = ("engine", "processes", "stages", "rings", "fake_alpaca")
+_FAKE_PLACEHOLDER = re.compile(r"\{fake_alpaca\.([A-Za-z0-9_]*)\}")
+
+
+def _port(rep, path, value):
+    return _integer(0, 65535)(rep, path, value)
+
+
+def _rate(rep, path, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return _wrong_type(rep, path, value, "a number")
+    if not value >= 0 or value != value or value == float("inf"):
+        rep.error(path, f"must be a finite number >= 0, got {_describe(value)}")
+        return _BAD
+    return float(value)
+
+
+def _timeout(rep, path, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return _wrong_type(rep, path, value, "a number of seconds")
+    if not 0 < value <= 600:
+        rep.error(path, f"must be > 0 and <= 600 seconds, got {_describe(value)}")
+        return _BAD
+    return float(value)
+
+
+_FAKE_ALPACA = {
+    "symbols": (_symbols, None),
+    "rate": (_rate, 10.0),
+    "seed": (_integer(0), 1),
+    "md_port": (_port, 0),
+    "rest_port": (_port, 0),
+    "stream_port": (_port, 0),
+    "ready_timeout_s": (_timeout, 30.0),
+}
+
+
+def _fake_alpaca(rep, data, engine) -> FakeAlpacaConfig | None:
+    """The optional ``[fake_alpaca]`` table (see the schema in the module doc)."""
+    if "fake_alpaca" not in data:
+        return None
+    table = _table(rep, data, "fake_alpaca", required=False)
+    if table is None:
+        return None
+    f = _fields(rep, ("fake_alpaca",), table, _FAKE_ALPACA)
+    ports = [(k, f[k]) for k in ("md_port", "rest_port", "stream_port") if _is_int(f[k]) and f[k]]
+    for i, (k, v) in enumerate(ports):
+        for k2, v2 in ports[:i]:
+            if v == v2:
+                rep.error(("fake_alpaca", k), f"port {v} is also fake_alpaca.{k2}")
+    if f["symbols"] is None:
+        f["symbols"] = engine["symbols"] if engine and engine.get("symbols") is not _BAD else ()
+    if _BAD in f.values():
+        return None
+    return FakeAlpacaConfig(**f)
+
+
+def _placeholders(rep, stage_tables, has_fake: bool) -> None:
+    """Check every ``{fake_alpaca.X}`` in stage params: X known, and a [fake_alpaca] table."""
+    def walk(path, v):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(path + (k,), x)
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                walk(path + (i,), x)
+        elif isinstance(v, str):
+            for m in _FAKE_PLACEHOLDER.finditer(v):
+                if m.group(1) not in FAKE_ALPACA_URLS:
+                    rep.error(path, f"unknown placeholder {m.group(0)} (known: "
+                                    + ", ".join("{fake_alpaca.%s}" % u for u in FAKE_ALPACA_URLS) + ")")
+                elif not has_fake:
+                    rep.error(path, f"{m.group(0)} needs a [fake_alpaca] table (a local fake "
+                                    "Alpaca started by pyrt run)")
+    for name, t in (stage_tables or {}).items():
+        if isinstance(t, dict) and isinstance(t.get("params"), dict):
+            walk(("stages", name, "params"), t["params"])
 _STAGE = {"class": (_class_path, _REQUIRED), "params": (_params, {})}
 _RING = {
     "producer": (_string(), _REQUIRED),
@@ -487,6 +569,8 @@ def _validate(data: dict, rep: _Report, available: frozenset[int]) -> Topology |
     stages = {name: _fields(rep, ("stages", name), t, _STAGE)
               for name, t in (stage_tables or {}).items() if t is not _BAD}
     rings = _rings(rep, data, stage_tables)
+    fake = _fake_alpaca(rep, data, engine)
+    _placeholders(rep, stage_tables, fake is not None)
     if rep.errors:
         return None
     return Topology(
@@ -498,6 +582,7 @@ def _validate(data: dict, rep: _Report, available: frozenset[int]) -> Topology |
                      for name, f in stages.items()),
         rings=tuple(RingConfig(name, **f) for name, f in rings.items()),
         source=rep.source,
+        fake_alpaca=fake,
     )
 
 

@@ -94,6 +94,25 @@ class RingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FakeAlpacaConfig:
+    """The ``[fake_alpaca]`` table: ``pyrt run`` starts a local fake Alpaca for this run
+    (``tools.fake_alpaca``), with throwaway keys, and stage params may name its URLs as
+    ``{fake_alpaca.rest}``, ``{fake_alpaca.stream}`` and ``{fake_alpaca.md}``."""
+
+    symbols: tuple[str, ...]    #: symbols the fake quotes and trades (default: engine.symbols)
+    rate: float                 #: quotes per second the fake publishes (its ``--rate``)
+    seed: int                   #: the fake market's random seed
+    md_port: int                #: 0 = any free port
+    rest_port: int
+    stream_port: int
+    ready_timeout_s: float      #: how long to wait for the fake's ready line
+
+
+#: Placeholders a stage param may hold when the topology has a ``[fake_alpaca]`` table.
+FAKE_ALPACA_URLS: tuple[str, ...] = ("md", "rest", "stream")
+
+
+@dataclass(frozen=True, slots=True)
 class Topology:
     """A validated engine: settings, processes, stages and rings, in file order.
 
@@ -107,6 +126,7 @@ class Topology:
     rings: tuple[RingConfig, ...]
     source: str                 #: file path, or DEFAULT_SOURCE
     warnings: tuple[str, ...] = ()
+    fake_alpaca: FakeAlpacaConfig | None = None   #: ``[fake_alpaca]``: run a local fake venue
 
     def stage(self, name: str) -> StageConfig:
         """Return the stage called ``name``; raise KeyError if there is none."""

@@ -4,12 +4,14 @@ drains and stops them in order, reports, and removes every segment.
 Lifecycle::
 
     start()   remove stale segments of a dead engine of this name (refuse if one is alive)
-              -> create every segment -> build + warm (JIT) every stage -> fork one process
+              -> stage classes' ``prepare`` hooks (e.g. reconcile a venue account and seed
+              risk) -> create every segment -> build + warm (JIT) every stage -> fork one process
               per [processes.X], pinned
               -> start the Prometheus exporter if ``[engine] metrics_port`` is set
     watch()   every 10 ms: reap children, check heartbeats, duration, signals, print status
-    stop()    graceful: stop sources -> wait until no record is in flight (every ring empty
-              and no head moving) -> stop every stage -> join -> report
+    stop()    graceful: stop sources -> wait until no record is in flight (every ring empty,
+              no head moving, and every stage's ``IN_FLIGHT`` counter, if it names one, at 0:
+              e.g. orders still waiting for a venue) -> stop every stage -> join -> report
     fault     a child that died or stalled trips the kill switch (risk rejects every new
               order), the rest are stopped, the run exits non-zero naming stage and cause
     close()   stop the exporter, unlink every segment and semaphore (always, also on exceptions)
@@ -40,6 +42,11 @@ class EngineFault(RuntimeError):
     """A stage died or stalled; the message names the stage and the cause."""
 
 
+class StagePrepareError(RuntimeError):
+    """A stage's ``prepare`` hook failed (e.g. the venue account could not be read); the
+    message names the stage."""
+
+
 class Supervisor:
     def __init__(self, topology, log=None, status_every_s: float = 1.0, use_jit_loop: bool = True):
         self.topology = topology
@@ -68,6 +75,7 @@ class Supervisor:
         if removed:
             self.log(f"pyrt: removed {len(removed)} stale segment(s) of a dead engine {topo.engine.name!r}")
         classes = stage_classes(topo)
+        topo = self._prepare(topo, classes)
         self.mem = EngineMemory(topo, "shm", classes)
         try:
             for st in topo.stages:
@@ -86,6 +94,27 @@ class Supervisor:
             self.close()
             raise
         self._start_exporter()
+
+    def _prepare(self, topo, classes):
+        """Run each stage class's ``prepare(topology, stage_name, log=...) -> topology`` hook,
+        in file order, before anything is built: a venue stage reconciles its account there
+        and seeds other stages' params (``procs.alpaca_exec``). A ValueError (a bad param) or
+        ``MissingCredentials`` passes through as it is; any other failure becomes
+        ``StagePrepareError`` naming the stage."""
+        from .credentials import MissingCredentials
+
+        for st in topo.stages:
+            hook = getattr(classes[st.name], "prepare", None)
+            if hook is None:
+                continue
+            try:
+                topo = hook(topo, st.name, log=self.log)
+            except (ValueError, MissingCredentials):
+                raise
+            except Exception as e:  # noqa: BLE001 - named and re-raised
+                raise StagePrepareError(f"stages.{st.name}: {e}") from e
+        self.topology = topo
+        return topo
 
     def _start_exporter(self) -> None:
         """Serve metrics from this process's own thread (after the forks: children get no
@@ -264,13 +293,26 @@ class Supervisor:
             depth = sum(r.statistics().depth for r in self.mem.rings.values())
             sources_done = all(int(self.mem.stats[s.ctx.index]["state"]) != 2 or s.INPUTS
                                for s in self.stages.values())
-            if depth == 0 and heads == prev and sources_done:
+            waiting = self._venue_in_flight()
+            if depth == 0 and heads == prev and sources_done and waiting == 0:
                 return {"drained": True, "in_flight": 0}
             prev = heads
             time.sleep(0.02)
         depth = sum(r.statistics().depth for r in self.mem.rings.values())
-        self.log(f"pyrt: warning: drain timed out with {depth} record(s) in flight")
-        return {"drained": False, "in_flight": depth}
+        waiting = self._venue_in_flight()
+        self.log(f"pyrt: warning: drain timed out with {depth} record(s) in flight"
+                 + (f" and {waiting} order(s) still waiting for a venue" if waiting else ""))
+        return {"drained": False, "in_flight": depth + waiting}
+
+    def _venue_in_flight(self) -> int:
+        """Sum of the ``IN_FLIGHT`` counters of stages that name one (a gauge the stage
+        updates after publishing its reports, so 0 means its reports are in its ring)."""
+        n = 0
+        for st in self.stages.values():
+            name = getattr(st, "IN_FLIGHT", None)
+            if name:
+                n += int(self.mem.stats[st.ctx.index]["counters"][st.COUNTERS.index(name)])
+        return n
 
     def _join(self) -> None:
         deadline = time.monotonic() + JOIN_TIMEOUT_S
