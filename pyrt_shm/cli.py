@@ -27,6 +27,7 @@ BENCHES = {
     "jitter": ("bench.jitter", "hiccup meter: the platform's own stalls per core"),
     "orders": ("bench.orders", "pre-trade checks, exec hand-off, sim matching vs plain Python"),
     "feed": ("bench.feed", "Alpaca WebSocket frame to tick record vs alpaca-py's StockDataStream; order round trip"),
+    "alpaca-orders": ("bench.alpaca_orders", "Alpaca order round trip: REST worker vs alpaca-py vs requests (fake)"),
     "backtest": ("bench.backtest", "backtest events/s and bars/s vs a plain-Python event loop; sweep scaling"),
 }
 
