@@ -81,3 +81,23 @@ def publish(ctl, recs, n):
     for i in range(n):
         recs[spsc.slot(ctl, start + np.uint64(i))].sent_ns = now
     spsc.commit(ctl, n)
+
+
+def _is_risk_stage(cls) -> bool:
+    return any(c.__module__ == "procs.risk" and c.__name__ == "RiskStage" for c in getattr(cls, "__mro__", ()))
+
+
+def check_order_source(stage) -> None:
+    """Refuse, with a ``WiringError`` naming the ring, an order ring (``stage.inp``) that the
+    risk stage does not produce: no order may reach a venue without the pre-trade checks.
+    Every venue stage (``procs.exec``, ``procs.alpaca_exec``) calls it at start."""
+    from pyrt_shm.wiring import WiringError
+
+    src = getattr(stage.inp, "order_source", None)
+    if src is None or not _is_risk_stage(src[1]):
+        who = "no stage that tagged it" if src is None else \
+            f"stage {src[0]!r} ({src[1].__module__}.{src[1].__name__})"
+        raise WiringError([
+            f"rings.{stage.inp.name}: stage {stage.name!r} reads orders only from the risk stage "
+            f"(procs.risk:RiskStage), but its order ring {stage.inp.name!r} is produced by {who}: "
+            f"no order may reach a venue without the pre-trade checks"])

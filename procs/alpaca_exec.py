@@ -74,7 +74,7 @@ from layouts.orders import (
 from pyrt_shm.hdr_recorder import hdr_record
 from pyrt_shm.stage import Stage
 
-from . import check_keys, float_param, int_param
+from . import check_keys, check_order_source, float_param, int_param
 from .alpaca_reconcile import POLICIES
 from .alpaca_rest import (
     REASON_BAD_ORDER, REASON_CANCELED, REASON_UNKNOWN_ORDER, CancelResult, ReplaceResult,
@@ -292,7 +292,7 @@ class AlpacaExecStage(Stage):
     def warm_up(self) -> None:
         """Refuse an order ring that risk does not produce (the check ExecStage makes), and
         compile the histogram recorder for Python ints (on a private array)."""
-        _check_order_source(self)
+        check_order_source(self)
         hdr_record(np.zeros(1, self.ctx.hists.dtype), 0, 1)
 
     def on_start(self) -> None:
@@ -769,19 +769,3 @@ class AlpacaExecStage(Stage):
             if force or self._pushed.get(name) != val:
                 counters[i] = val
                 self._pushed[name] = val
-
-
-def _check_order_source(stage) -> None:
-    """Reuse exec's refusal of an order ring risk does not produce (not a copy of it).
-
-    The check lives in ``procs/exec.py`` (``ExecStage.check_order_source``); it is to move to
-    the shared helpers of ``procs/__init__.py`` (see the report of this change). Until it
-    does, it is borrowed from there: it reads only ``stage.inp`` and ``stage.name``.
-    """
-    try:
-        from . import check_order_source
-    except ImportError:
-        from .exec import ExecStage
-
-        check_order_source = ExecStage.check_order_source
-    check_order_source(stage)

@@ -47,7 +47,7 @@ from layouts.market import TOP
 from layouts.orders import (
     ACTION_CANCEL, ACTION_NEW, ACTION_REPLACE, BUY, FILL_ACCEPTED, FILL_CANCEL_REJECTED,
     FILL_CANCELED, FILL_EXPIRED, FILL_FULL, FILL_PARTIAL, FILL_REJECTED, FILL_REPLACED,
-    ORDER_LIMIT, ORDER_MARKET, POSITION, SELL, TIF_FOK,
+    ORDER, ORDER_LIMIT, ORDER_MARKET, POSITION, SELL, TIF_FOK,
 )
 from layouts.ring import IDX_HEAD
 from pyrt_shm.hdr_recorder import hdr_record
@@ -56,13 +56,14 @@ from ringbuf import spsc
 from ringbuf._atomics import monotonic_ns
 from ringbuf.seqlock import write_begin, write_end
 
-from . import check_keys, float_param, int_param, publish, twin
+from . import check_keys, check_order_source, float_param, int_param, publish, twin
 from .exec_orders import (
     ACCEPTED, E_ACCEPT, E_CANCEL_REJECT, E_CANCEL_REQ, E_CANCELED, E_EXPIRE, E_FILL,
     E_PARTIAL_FILL, E_REJECT, E_REPLACE_REJECT, E_REPLACE_REQ, E_REPLACED, E_RETRY, E_SUBMIT,
     ILLEGAL, NEW, PARTIALLY_FILLED, PENDING_CANCEL, PENDING_REPLACE, SUBMITTED, TRANSITIONS,
     next_state,
 )
+from .journal import DEFAULT_ORDER_CAPACITY, PendingJournal, journal_ring
 from .prng import uniform
 from .sim_venue import (
     EV_ACK, EV_CANCEL_REJECT, EV_CANCELED, EV_EXPIRED, EV_FILL, EV_REJECT, EV_REPLACED, EV_RETRY,
@@ -396,8 +397,12 @@ def exec_step(now, in_ctl, in_recs, out_ctl, out_recs, top_seqs, top_rows, top_b
     return k + n_out + sent
 
 
-def _is_risk_stage(cls) -> bool:
-    return any(c.__module__ == "procs.risk" and c.__name__ == "RiskStage" for c in getattr(cls, "__mro__", ()))
+@njit(cache=True)
+def exec_step_journaled(now, jrecs, jst, in_ctl, in_recs, *rest):
+    """``exec_step`` after appending every order readable in the input ring, not yet journaled,
+    to the order journal (``procs.journal.journal_ring``): param ``order_journal``."""
+    journal_ring(in_ctl, in_recs, jrecs, jst)
+    return exec_step(now, in_ctl, in_recs, *rest)
 
 
 class ExecStage(Stage):
@@ -409,7 +414,10 @@ class ExecStage(Stage):
     ``slippage_bps`` (0), ``liquidity`` ("top" | "unlimited"), ``session_close_s`` (0 = none),
     ``seed``; router: ``rate_limit_per_sec`` (0 = off), ``rate_limit_burst`` (= rate),
     ``max_retries`` (5), ``backoff_ms`` (1), ``backoff_cap_ms`` (100), ``jitter`` (0.5),
-    ``open_orders`` (65536, power of two), ``batch`` (256).
+    ``open_orders`` (65536, power of two), ``batch`` (256); journal: ``order_journal``
+    (absent = none; ``{ path = "runs/journal-{engine}-{pid}/orders.npy", capacity = 1048576,
+    overwrite = false }``: every ORDER record received from risk, in ring order, appended to a
+    ``.npy`` file, see ``procs.journal``).
     """
 
     INPUTS = ("order",)
@@ -422,7 +430,7 @@ class ExecStage(Stage):
     PARAMS = ("venue", "latency_model", "latency_us", "latency_hi_us", "latency_sigma", "error_rate",
               "venue_rate_per_sec", "fee_per_share", "fee_bps", "slippage_bps", "liquidity",
               "session_close_s", "seed", "rate_limit_per_sec", "rate_limit_burst", "max_retries",
-              "backoff_ms", "backoff_cap_ms", "jitter", "open_orders", "batch")
+              "backoff_ms", "backoff_cap_ms", "jitter", "open_orders", "batch", "order_journal")
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -478,20 +486,15 @@ class ExecStage(Stage):
                             float_param(ctx, "jitter", 0.5, lo=0.0, hi=1.0), rate, burst])
         self.h_lat, self.h_t2o = ctx.hist("latency"), ctx.hist("tick_to_order")
         self.h_hand = ctx.hist("handoff")
+        spec = ctx.params.get("order_journal")
+        self.order_journal = None if spec is None else PendingJournal(
+            ctx, spec, f"stages.{ctx.name}.params.order_journal", ORDER, kind="order",
+            default_capacity=DEFAULT_ORDER_CAPACITY, seq_field=None)
 
     # -- wiring: orders only from risk -------------------------------------------------------
     def check_order_source(self) -> None:
         """Refuse an order ring that the risk stage does not produce (see module doc)."""
-        from pyrt_shm.wiring import WiringError
-
-        src = getattr(self.inp, "order_source", None)
-        if src is None or not _is_risk_stage(src[1]):
-            who = "no stage that tagged it" if src is None else \
-                f"stage {src[0]!r} ({src[1].__module__}.{src[1].__name__})"
-            raise WiringError([
-                f"rings.{self.inp.name}: stage {self.name!r} reads orders only from the risk stage "
-                f"(procs.risk:RiskStage), but its order ring {self.inp.name!r} is produced by {who}: "
-                f"no order may reach a venue without the pre-trade checks"])
+        check_order_source(self)
 
     # -- engine interface ----------------------------------------------------------------------
     def _args(self):
@@ -504,14 +507,21 @@ class ExecStage(Stage):
 
     def do_work(self, now_ns: int) -> int:
         head = int(self.out.ctl[IDX_HEAD])
-        k = exec_step(now_ns, *self._args())
+        if self.order_journal is None:
+            k = exec_step(now_ns, *self._args())
+        else:
+            j = self.order_journal.open()
+            k = exec_step_journaled(now_ns, j.recs, j.st, *self._args())
         if k and int(self.out.ctl[IDX_HEAD]) != head:
             self.wake_consumers()
         return k
 
     def kernel(self):
         """(step, args, takes_now) for the process's jitted duty loop (see pyrt_shm.jit_loop)."""
-        return exec_step, self._args(), True
+        if self.order_journal is None:
+            return exec_step, self._args(), True
+        j = self.order_journal.open()
+        return exec_step_journaled, (j.recs, j.st, *self._args()), True
 
     def warm_up(self) -> None:
         self.check_order_source()
@@ -523,3 +533,11 @@ class ExecStage(Stage):
             a[i] = a[i].copy()
         a[11] = a[12] = a[13] = 0
         exec_step(0, *a)
+        if self.order_journal is not None:
+            j = self.order_journal.open()
+            exec_step_journaled(0, twin(j.recs, 1), j.st.copy(), *a)
+
+    def on_close(self) -> None:
+        """Finish the order journal, if there is one (in the process that wrote it)."""
+        if self.order_journal is not None:
+            self.order_journal.finish()

@@ -44,6 +44,7 @@ class StageContext:
     counters: np.ndarray | None = None             #: uint64[N_COUNTERS] view of this stage's row
     control: np.ndarray | None = None              #: CONTROL record array (1 row)
     wakers: dict = field(default_factory=dict)     #: record kind -> Waker for parked consumers
+    engine: str = ""                               #: the engine's name ("" in hand-built contexts)
 
     def input(self, kind: str):
         try:

@@ -209,7 +209,7 @@ class EngineMemory:
             tables=self.tables, hists=self.hists,
             hist_index={h: self.hist_names.index(f"{stage_name}.{h}") for h in cls.HISTOGRAMS},
             counters=self.stats[idx:idx + 1]["counters"].reshape(-1),
-            control=self.control)
+            control=self.control, engine=topo.engine.name)
 
     def build_stage(self, stage_name: str):
         return self.classes[stage_name](self.stage_context(stage_name))
