@@ -21,6 +21,13 @@ per record in ``price`` / ``size``, its side in ``flags & BOOK_SIDE`` (``SIDE_BI
   visible until its last record.
 * ``TICK_QUOTE``: top-level update of both sides: ``bid``/``bid_size`` become the best bid
   (bid levels above ``bid`` are removed) and ``ask``/``ask_size`` the best ask.
+
+Venue bars (bars the venue computed, e.g. Alpaca ``bars`` / ``updatedBars`` / ``dailyBars``):
+one ``TICK_BAR`` record per bar, ``price`` = close, ``size`` = volume, ``bid`` = open, ``ask`` =
+high, ``bid_size`` = low, ``ask_size`` = VWAP (0 when the venue gives none), ``exch_ns`` = the
+bar's start (venues label bars by their start), ``flags`` = one of the ``BAR_*`` values below
+(a value, not bits). The book forwards them to the signal as BOOK_EVENTs whose ``bar_spec``
+is ``VENUE_BAR_SPEC`` (``procs.l2book`` has the validation and order rules).
 """
 from __future__ import annotations
 
@@ -32,6 +39,19 @@ TICK_QUOTE = 2
 TICK_BAR = 3
 TICK_BOOK_DELTA = 4
 TICK_BOOK_SNAPSHOT = 5   #: first level of a snapshot: the book side is reset first
+
+#: ``flags`` of a TICK_BAR record: which bar stream of the venue it came from. A value, not
+#: bits; the book rejects any other value (``rejected_unsupported_kind``) because the bar's
+#: length, hence its ``bar_end_ns``, follows from it.
+BAR_MINUTE = 0    #: a one-minute bar, sent shortly after its minute closes (Alpaca ``b``)
+BAR_UPDATED = 1   #: a minute bar re-sent, corrected by late trades, with the same start (Alpaca ``u``)
+BAR_DAILY = 2     #: the bar of a day, perhaps sent again with the same start as the day goes on (Alpaca ``d``)
+
+#: ``bar_spec`` of a BOOK_EVENT that carries a venue bar. Bars the book builds from trades
+#: carry the index of their spec in the book's ``bars`` param (< 16, ``procs.bars.MAX_SPECS``),
+#: so this reserved value tells a strategy which bars came from the venue. (``BOOK_EVENT`` is
+#: in ``layouts.orders``; the constant lives here, beside the TICK_BAR flags it goes with.)
+VENUE_BAR_SPEC = 0xFFFF
 
 #: Book record side: ``flags & BOOK_SIDE``.
 SIDE_BID = 0
@@ -50,7 +70,7 @@ TICK = np.dtype(
         ("exch_ns", "<i8"),     #: venue timestamp (unix ns), 0 if unknown
         ("sym", "<u4"),         #: symbol id
         ("kind", "<u2"),        #: TICK_*
-        ("flags", "<u2"),       #: kind-specific flags (BOOK_* for deltas and snapshots)
+        ("flags", "<u2"),       #: kind-specific flags (BOOK_* for deltas and snapshots, BAR_* for bars)
         ("price", "<f8"),       #: trade price / bar close / book level price
         ("size", "<f8"),        #: trade size / bar volume / book level size (delta: 0 = remove)
         ("bid", "<f8"),         #: quote bid / bar open

@@ -83,7 +83,9 @@ BOOK_EVENT = np.dtype(
         ("bar_end_ns", "<i8"),  #: time bar: interval end (exclusive); tick/volume: last trade's time
         ("bar_count", "<u4"),   #: trades in the bar
         ("bar_type", "<u2"),    #: BAR_* (time / tick / volume); 0 for non-bar events
-        ("bar_spec", "<u2"),    #: index of the bar specification in the book's params
+        ("bar_spec", "<u2"),    #: index of the bar specification in the book's params;
+                                #: layouts.market.VENUE_BAR_SPEC = a bar from the venue
+                                #: (times = its start and start + length, bar_count 0)
     ],
     align=True,
 )

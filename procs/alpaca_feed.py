@@ -24,7 +24,8 @@ Params (``[stages.<name>.params]``):
 * ``feed``: ``iex`` | ``sip`` | ``test`` | ``delayed_sip`` | ``crypto`` (``v1beta3/crypto/us``);
 * ``channels``: subset of quotes, trades, bars, updatedBars, dailyBars, orderbooks (crypto
   only); default ``["quotes", "trades"]``; every symbol of ``engine.symbols`` is subscribed
-  (venue bars become TICK_BAR records; ``procs.book`` counts those as an unsupported kind);
+  (venue bars become TICK_BAR records, which the book forwards to the strategy's
+  ``on_bar`` as BOOK_EVENTs with ``bar_spec = layouts.market.VENUE_BAR_SPEC``);
 * ``stale_ms`` (5000; 0 = no watchdog: a quiet market, e.g. IEX at night, is not a fault),
   ``reconnect_min_ms`` (250), ``reconnect_max_ms`` (30000);
 * ``dotenv``: the .env file read for APCA_API_KEY_ID / APCA_API_SECRET_KEY when they are

@@ -57,16 +57,12 @@ import struct
 
 import orjson
 
-from layouts.market import (BOOK_FIRST, BOOK_LAST, BOOK_NO_LEVEL, SIDE_ASK, SIDE_BID, TICK_BAR, TICK_BOOK_DELTA,
-                            TICK_BOOK_SNAPSHOT, TICK_QUOTE, TICK_TRADE)
+from layouts.market import (BAR_DAILY, BAR_MINUTE, BAR_UPDATED, BOOK_FIRST, BOOK_LAST, BOOK_NO_LEVEL, SIDE_ASK,
+                            SIDE_BID, TICK_BAR, TICK_BOOK_DELTA, TICK_BOOK_SNAPSHOT, TICK_QUOTE, TICK_TRADE)
 
 from .alpaca_md_time import Rfc3339
 from .tick_writer import RECORD_SIZE
 
-#: ``flags`` of a TICK_BAR record: which Alpaca bar stream it came from.
-BAR_MINUTE = 0    #: ``b``: minute bar, sent shortly after the minute closes
-BAR_UPDATED = 1   #: ``u``: a minute bar corrected by late trades (same ``t``)
-BAR_DAILY = 2     #: ``d``: daily bar
 _BAR_FLAGS = {"b": BAR_MINUTE, "u": BAR_UPDATED, "d": BAR_DAILY}
 
 CONTROL_TYPES = frozenset(("success", "subscription", "error"))

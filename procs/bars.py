@@ -1,4 +1,5 @@
-"""Bars from trades (time, tick, volume), per symbol and bar specification: the book's helper.
+"""Bars for the book stage: built from trades (time, tick, volume bars, per symbol and bar
+specification), and the fields of the venue's own bars, which the book forwards.
 
 Specifications (book param ``bars``, a list of strings; the index in the list is the
 event's ``bar_spec``):
@@ -20,6 +21,20 @@ The book rejects trades whose stamps go backwards, so each symbol's bar clock is
 
 Every bar carries OHLC, volume (sum of sizes), VWAP (``sum(price * size) / volume``,
 accumulated in trade order) and the trade count. Only accepted trades make bars.
+
+**Venue bars** (TICK_BAR records, bars the venue computed: ``layouts.market``) are not built
+here but forwarded: ``venue_bar_fields`` fills a BOOK_EVENT's bar fields from the record,
+the same fields a built bar has, so a strategy's ``on_bar`` reads both alike:
+``bar_open/high/low/close/volume/vwap`` as sent (vwap 0 when the venue gives none),
+``bar_start_ns`` = the record's ``exch_ns`` (venues label a bar by its start; unix ns),
+``bar_end_ns`` = start + ``VENUE_MINUTE_NS`` for minute and updated bars, + ``VENUE_DAY_NS``
+for daily bars (a nominal 24 h: the venue's day is the calendar day it starts, 23 or 25 h
+long on a daylight-saving change, and the trading session is shorter),
+``bar_count`` 0 (a TICK has no field for the venue's trade count: unknown),
+``bar_type`` BAR_TIME, ``bar_spec`` ``VENUE_BAR_SPEC`` (never a spec index, which is <
+``MAX_SPECS``: this is how a strategy tells venue bars from the book's own). An updated bar
+carries the start of the bar it corrects: a strategy that sees a venue bar whose start and
+length it has seen before is looking at a correction, and decides what to do with it.
 """
 from __future__ import annotations
 
@@ -28,9 +43,16 @@ import re
 import numpy as np
 from numba import njit
 
+from layouts.market import BAR_DAILY, VENUE_BAR_SPEC
 from layouts.orders import BAR_TICK, BAR_TIME, BAR_VOLUME
 
 MAX_SPECS = 16
+#: Lengths of venue bars: ``bar_end_ns - bar_start_ns`` (see the module doc).
+VENUE_MINUTE_NS = 60 * 1_000_000_000
+VENUE_DAY_NS = 86_400 * 1_000_000_000
+#: The latest start a venue bar may have: its end must fit in an int64 (``procs.l2book``
+#: rejects later ones, so an end never wraps).
+VENUE_MAX_START = np.iinfo(np.int64).max - VENUE_DAY_NS
 _UNIT_NS = {"us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
 _SPEC = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|t|v)\s*$")
 
@@ -149,3 +171,22 @@ def bars_on_trade(types, ints, vols, bf, bi, s, p, q, t, out_f, out_i):
                 _emit(bf, bi, s, j, out_f, out_i, k, bi[s, j, I_START], bi[s, j, I_END])
                 k += 1
     return k
+
+
+# Not inlined, and without reference counting (nothing is allocated): venue bars are rare (one
+# a minute per symbol and stream), so their copy stays out of the book step's hot loop body.
+@njit(cache=True, _nrt=False)
+def venue_bar_fields(e, t):
+    """Fill the bar fields of BOOK_EVENT ``e`` from the venue bar ``t`` (a validated TICK_BAR
+    record: ``procs.l2book``), as the module doc says."""
+    e.bar_open = t.bid
+    e.bar_high = t.ask
+    e.bar_low = t.bid_size
+    e.bar_close = t.price
+    e.bar_volume = t.size
+    e.bar_vwap = t.ask_size
+    e.bar_start_ns = t.exch_ns
+    e.bar_end_ns = t.exch_ns + (VENUE_DAY_NS if t.flags == BAR_DAILY else VENUE_MINUTE_NS)
+    e.bar_count = 0
+    e.bar_type = BAR_TIME
+    e.bar_spec = VENUE_BAR_SPEC

@@ -1,4 +1,4 @@
-"""``BookStage``: L2 books per symbol, top of book and depth tables, bars from trades.
+"""``BookStage``: L2 books per symbol, top of book and depth tables, bars from trades, venue bars.
 
 Per tick, in ring order, each consumed exactly once (``procs.l2book`` has the rules):
 
@@ -7,9 +7,12 @@ Per tick, in ring order, each consumed exactly once (``procs.l2book`` has the ru
   removes the stale opposite levels it crosses; a quote or snapshot crossed in itself is
   rejected);
 * trades set ``last`` and feed the bars (``procs.bars``: time, tick and volume bars);
+* venue bars (``TICK_BAR`` records: bars the venue computed, e.g. Alpaca minute, updated and
+  daily bars) are forwarded to the signal as they are; they change neither the book nor the
+  ``tops`` and ``depth`` tables, and build no bars;
 * bad ticks (unknown symbol or kind, bad price or size, stamps going backwards, crossed
-  quote or snapshot, snapshot records out of protocol) are rejected: not applied, not
-  forwarded, counted by reason (``rejected_*``).
+  quote or snapshot, snapshot records out of protocol, inconsistent bars) are rejected: not
+  applied, not forwarded, counted by reason (``rejected_*``).
 
 Outputs, per accepted tick (a snapshot counts once, when its last record applies it):
 
@@ -20,21 +23,30 @@ Outputs, per accepted tick (a snapshot counts once, when its last record applies
   levels per side, mid, microprice, imbalance at the touch and over the published levels);
 * one ``BOOK_EVENT`` (``kind`` = the tick's kind, the top after the tick, microprice and
   imbalance, the trade's price and size for trades), followed, for a trade, by one
-  ``BOOK_EVENT`` with ``kind = TICK_BAR`` per bar it completed, in spec order.
+  ``BOOK_EVENT`` with ``kind = TICK_BAR`` per bar it completed, in spec order;
+* for a venue bar, its one ``BOOK_EVENT``: ``kind = TICK_BAR``, the symbol's current top
+  (invalid, microprice and imbalance 0, until both sides are known) and the bar's fields
+  (``procs.bars.venue_bar_fields``: ``bar_start_ns`` = its ``exch_ns``, ``bar_end_ns`` = start
+  + 1 minute, or + 1 day for daily bars, ``bar_count`` 0, ``bar_type = BAR_TIME``, ``bar_spec
+  = layouts.market.VENUE_BAR_SPEC``, which no bar built here carries). An updated (corrected)
+  bar is forwarded with the start of the bar it corrects, even when later bars went before
+  it: the strategy decides what to do with a correction.
 
 Events carry the tick's ``seq`` as ``tick_seq``, its ``recv_ns`` as ``feed_ns``, and
 ``sent_ns`` when the batch was published. Histogram ``latency`` records ``now - recv_ns``
 for every tick consumed, rejected ones included.
 
 Counters (``procs.l2book.COUNTER_NAMES``): ``ticks_in`` = ``quotes + trades + deltas +
-snapshot_levels + sum(rejected_*)``; ``events_out`` = ``quotes + trades + deltas +
-snapshots + bars_out``. With only quotes and trades and no bars (the default), every
-accepted tick makes exactly one event.
+snapshot_levels + venue bars + sum(rejected_*)``; ``events_out`` = ``quotes + trades + deltas
++ snapshots + bars_out``, where ``bars_out`` = venue bars forwarded + bars built from trades
+(with no ``bars`` param, ``bars_out`` is exactly the venue bars). With only quotes and
+trades and no bars (the default), every accepted tick makes exactly one event.
 
 Backpressure: a tick is consumed only when the output ring has room for everything it may
-produce (1 event, ``1 + len(bars)`` for a trade). The step polls up to ``batch`` ticks,
-claims ``ticks + len(bars)`` slots and stops at the first tick it has no room for; the
-output ring must hold at least ``1 + len(bars)`` records (checked at construction).
+produce (1 event, ``1 + len(bars)`` for a trade; a venue bar makes 1). The step polls up
+to ``batch`` ticks, claims ``ticks + len(bars)`` slots and stops at the first tick it has no
+room for; the output ring must hold at least ``1 + len(bars)`` records (checked at
+construction).
 
 Params: ``batch`` (256), ``depth`` (levels published per side, 1..DEPTH_LEVELS, default
 10), ``capacity`` (levels held per side, ``depth``..4096, default 64), ``bars`` (list of
@@ -55,9 +67,9 @@ from ringbuf.seqlock import write_begin, write_end
 
 from . import check_keys, int_param, publish, twin
 from .bars import (F_CLOSE, F_HIGH, F_LOW, F_OPEN, F_PV, F_VOLUME, O_COUNT, O_END, O_SPEC, O_START,
-                   bars_on_trade, new_bars, parse_bar_specs)
-from .l2book import (BOOK_ARRAYS, C_BARS_OUT, C_EVENTS_OUT, C_TICKS_IN, COUNTER_NAMES, EV_BOOK, EV_NONE,
-                     EV_TRADE, apply_tick, best, new_book, touch_stats, write_depth_row)
+                   bars_on_trade, new_bars, parse_bar_specs, venue_bar_fields)
+from .l2book import (BOOK_ARRAYS, C_BARS_OUT, C_EVENTS_OUT, C_TICKS_IN, COUNTER_NAMES, EV_BAR, EV_BOOK,
+                     EV_NONE, EV_TRADE, apply_tick, best, new_book, touch_stats, write_depth_row)
 
 P_BATCH, P_DEPTH = 0, 1
 
@@ -121,6 +133,15 @@ def book_step(in_ctl, in_recs, out_ctl, out_recs, top_seqs, top_rows, tops, dep_
             continue
         s = t.sym
         top = tops[s]
+        if code == EV_BAR:        # a venue bar (counted in bars_out by apply_tick): the top as it is
+            micro, imb = 0.0, 0.0
+            if top.valid:
+                _mid, micro, imb = touch_stats(top.bid, top.ask, top.bid_size, top.ask_size)
+            e = out_recs[spsc.slot(out_ctl, wr + np.uint64(n_out))]
+            _event(e, t.seq, t.recv_ns, s, TICK_BAR, top, micro, imb)
+            venue_bar_fields(e, t)
+            n_out += 1
+            continue
         if code == EV_BOOK:
             top.bid, top.bid_size = best(lv, st, s, 0)
             top.ask, top.ask_size = best(lv, st, s, 1)

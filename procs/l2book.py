@@ -30,6 +30,9 @@ Messages (``layouts.market`` documents the TICK protocol; sizes and prices as se
 * **snapshot**: staged per symbol from its ``BOOK_FIRST`` record to its ``BOOK_LAST``
   record, then replaces both sides at once.
 * **trade**: does not change the book (the stage records ``last`` and feeds the bars).
+* **venue bar** (``TICK_BAR``, a bar the venue computed; ``flags`` = ``BAR_MINUTE``,
+  ``BAR_UPDATED`` or ``BAR_DAILY``): does not change the book; once validated (below) the
+  stage forwards it to the signal as one BOOK_EVENT (``procs.bars.venue_bar_fields``).
 
 **Crossed and stale levels.** A book never stays crossed or locked: an update that sets a
 level at price ``p`` on one side removes every level of the other side at ``p`` or better
@@ -50,17 +53,28 @@ design, not an error.
 its bars, and is counted once, by the first reason:
 
 1. ``sym >= n_sym`` -> ``rejected_unknown_symbol``;
-2. a kind other than trade, quote, delta, snapshot -> ``rejected_unsupported_kind`` (venue
-   bars included: the stage builds its own);
-3. a price that is NaN, infinite or <= 0 -> ``rejected_bad_price``;
+2. a kind other than trade, quote, delta, snapshot, bar, or a bar whose ``flags`` is not a
+   ``BAR_*`` value (its length is unknown) -> ``rejected_unsupported_kind``;
+3. a price that is NaN, infinite or <= 0 -> ``rejected_bad_price``; for a bar, any of its
+   open, high, low and close, a VWAP that is NaN, infinite or < 0 (0 = unknown), and prices
+   that contradict each other (``low > min(open, close)`` or ``high < max(open, close)``);
 4. a size that is NaN, infinite, negative, or zero where zero means nothing (trades,
-   quotes, snapshot levels; only a delta's 0 means "remove") -> ``rejected_bad_size``;
+   quotes, snapshot levels; only a delta's 0 means "remove"; a bar's volume may be 0) ->
+   ``rejected_bad_size``;
 5. stamps going backwards for the symbol -> ``rejected_out_of_order``: ``recv_ns`` below the
    symbol's last accepted ``recv_ns`` (any kind: one feed stamps them all), or a non-zero
-   ``exch_ns`` below the last non-zero ``exch_ns`` of the same stream (trades, quotes, or
-   book records = deltas and snapshots; venues stamp each channel on its own, so a trade
-   may legitimately carry an earlier venue time than the quote before it); equal stamps
-   are in order;
+   ``exch_ns`` below the last non-zero ``exch_ns`` of the same stream (trades, quotes,
+   book records = deltas and snapshots, minute bars = minute and updated bars, daily bars;
+   venues stamp each channel on its own, so a trade may legitimately carry an earlier venue
+   time than the quote before it, and a day's bar starts before that day's minute bars);
+   equal stamps are in order (e.g. a daily bar sent again, with its start, as the day
+   goes on). A bar's ``exch_ns`` is its start, which the event needs: a bar without
+   one (``exch_ns <= 0``, or too late for its end to fit in an int64) is out of order too.
+   **An updated bar** (``BAR_UPDATED``) is exempt from the ``exch_ns`` order of its stream:
+   it re-sends the start of a minute already past (Alpaca re-sends a bar corrected by late
+   trades with the same ``t``, possibly after later minutes' bars), so it is forwarded
+   whatever its start, and the strategy decides what a correction means to it; it moves
+   its stream's floor only forwards;
 6. a quote with ``bid >= ask`` -> ``rejected_crossed``;
 7. a snapshot record without ``BOOK_FIRST`` while no snapshot of its symbol is open ->
    ``rejected_bad_snapshot``; a snapshot crossed at its last record -> ``rejected_crossed``
@@ -73,8 +87,10 @@ open one and starts afresh. Abandoned snapshots are counted in ``snapshots_aband
 Stamps of a staged snapshot count only once it is applied.
 
 Counting: every tick lands in exactly one of ``quotes``, ``trades``, ``deltas``,
-``snapshot_levels`` (records of snapshots, staged or applied) or a ``rejected_*`` counter, so
-``ticks_in`` is their sum. ``snapshots`` counts applied snapshots.
+``snapshot_levels`` (records of snapshots, staged or applied), ``bars_out`` (venue bars
+accepted: the stage forwards each as one event) or a ``rejected_*`` counter, so ``ticks_in``
+is their sum. (The stage also counts the bars it builds from trades in ``bars_out``; its
+doc states the identity that then holds.) ``snapshots`` counts applied snapshots.
 """
 from __future__ import annotations
 
@@ -84,17 +100,22 @@ import numpy as np
 from numba import njit
 
 from layouts.market import (
+    BAR_DAILY,
+    BAR_UPDATED,
     BOOK_FIRST,
     BOOK_LAST,
     BOOK_NO_LEVEL,
     BOOK_SIDE,
     SIDE_ASK,
     SIDE_BID,
+    TICK_BAR,
     TICK_BOOK_DELTA,
     TICK_BOOK_SNAPSHOT,
     TICK_QUOTE,
     TICK_TRADE,
 )
+
+from .bars import VENUE_MAX_START
 
 #: The book stage's counters, in slot order (at most 16).
 COUNTER_NAMES = ("ticks_in", "events_out", "quotes", "trades", "deltas", "snapshot_levels",
@@ -107,9 +128,11 @@ COUNTER_NAMES = ("ticks_in", "events_out", "quotes", "trades", "deltas", "snapsh
 
 LIVE, STAGED = 0, 1
 #: ``st`` columns after the run starts/lengths (0..7): last accepted recv_ns; last non-zero
-#: exch_ns per stream; the open snapshot (flag, its latest recv_ns and exch_ns).
-S_RECV, S_EXCH_TRADE, S_EXCH_QUOTE, S_EXCH_BOOK, S_SNAP_OPEN, S_SNAP_RECV, S_SNAP_EXCH = range(8, 15)
-N_ST = 16
+#: exch_ns per stream (trades, quotes, book records, minute bars, daily bars); the open
+#: snapshot (flag, its latest recv_ns and exch_ns).
+(S_RECV, S_EXCH_TRADE, S_EXCH_QUOTE, S_EXCH_BOOK, S_EXCH_BAR, S_EXCH_DAY, S_SNAP_OPEN, S_SNAP_RECV,
+ S_SNAP_EXCH) = range(8, 17)
+N_ST = S_SNAP_EXCH + 1
 NO_STAMP = np.iinfo(np.int64).min
 LINEAR_SCAN = 8     #: levels scanned linearly from the best before a binary search
 
@@ -117,6 +140,7 @@ LINEAR_SCAN = 8     #: levels scanned linearly from the best before a binary sea
 EV_NONE = 0      #: rejected, or a snapshot record staged: nothing to publish
 EV_BOOK = 1      #: the book changed (quote, delta, applied snapshot)
 EV_TRADE = 2     #: a trade was accepted (the book is unchanged)
+EV_BAR = 3       #: a venue bar was accepted (the book is unchanged): forward it
 
 
 def new_book(n_sym: int, capacity: int) -> dict:
@@ -334,6 +358,34 @@ def _snapshot_record(t, s, lv, st, counters):
     return EV_BOOK
 
 
+# Not inlined: venue bars are rare, and their checks would only grow the hot step's code.
+@njit(cache=True, _nrt=False)
+def _venue_bar(t, s, st, counters):
+    """Validate venue bar ``t`` (rules 2-5 of the module doc); count it; EV_BAR or EV_NONE."""
+    fl = t.flags
+    if fl > BAR_DAILY:                              # BAR_MINUTE, BAR_UPDATED, BAR_DAILY = 0, 1, 2
+        counters[C_UNSUPPORTED_KIND] += np.uint64(1)
+        return EV_NONE
+    o, h, lo, c, vw = t.bid, t.ask, t.bid_size, t.price, t.ask_size
+    if not (good_price(o) and good_price(h) and good_price(lo) and good_price(c)
+            and math.isfinite(vw) and vw >= 0.0) or lo > min(o, c) or h < max(o, c):
+        counters[C_BAD_PRICE] += np.uint64(1)
+        return EV_NONE
+    if not (math.isfinite(t.size) and t.size >= 0.0):
+        counters[C_BAD_SIZE] += np.uint64(1)
+        return EV_NONE
+    col = S_EXCH_DAY if fl == BAR_DAILY else S_EXCH_BAR
+    x = t.exch_ns
+    if not (0 < x <= VENUE_MAX_START) or t.recv_ns < st[s, S_RECV] or (fl != BAR_UPDATED and x < st[s, col]):
+        counters[C_OUT_OF_ORDER] += np.uint64(1)
+        return EV_NONE
+    st[s, S_RECV] = t.recv_ns
+    if x > st[s, col]:                              # an older updated bar leaves the floor
+        st[s, col] = x
+    counters[C_BARS_OUT] += np.uint64(1)
+    return EV_BAR
+
+
 @njit(cache=True, inline="always")
 def apply_tick(t, lv, st, counters):
     """Validate and apply one TICK record to its symbol's book; count it; return EV_*."""
@@ -396,6 +448,8 @@ def apply_tick(t, lv, st, counters):
         return EV_BOOK
     if kind == TICK_BOOK_SNAPSHOT:
         return _snapshot_record(t, s, lv, st, counters)
+    if kind == TICK_BAR:
+        return _venue_bar(t, s, st, counters)
     counters[C_UNSUPPORTED_KIND] += np.uint64(1)
     return EV_NONE
 

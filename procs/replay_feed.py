@@ -32,12 +32,13 @@ trade's size). A snapshot rather than a quote: it replaces both sides whole, so 
 an earlier trade's book stays behind as stale depth for the venue to fill against.
 ``synthetic_quotes``: ``"auto"`` (default: when the data have trades and neither quotes nor
 book records), ``true``, ``false``. Bars are refused: replay them with ReplayBars (the book
-leaves the top of book alone on a bar, and the venue needs one).
+forwards a bar to the strategy but leaves the top of book alone, and the venue needs one).
 
 **ReplayBars** (OUTPUTS ``top``: BOOK_EVENTs straight to the signal; it owns the ``tops``
 table, so the topology has no book) replays bar data. Why not through the book: a bar is not
-book data (no levels, no sides), the book refuses bar records (``rejected_unsupported_kind``)
-and rebuilding a bar from synthetic trades would lose its VWAP. Per bar, at its time (the
+book data (no levels, no sides): the book forwards a bar record to the strategy but sets no
+top of book from it, so the sim venue would have nothing to fill against, and rebuilding a
+bar from synthetic trades would lose its VWAP. Per bar, at its time (the
 file's label; Alpaca labels a bar by its start), in this order:
 
 1. the symbol's top of book becomes the bar's close quote: ``bid = c (1 - h)``, ``ask = c (1 +

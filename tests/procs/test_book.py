@@ -1,5 +1,6 @@
 """BookStage: events, ``tops`` and ``depth`` tables and counters against the plain-Python
-``ReferenceBook``; rejects by reason; backpressure (with bars); warm-up; params.
+``ReferenceBook`` (with venue bars: ``VenueReferenceBook``); rejects by reason; backpressure
+(with bars); warm-up; params. Venue bars in detail: ``test_book_venue_bars.py``.
 
 The test plays the feed (puts ticks into ``md``) and the signal (polls ``top``).
 """
@@ -12,9 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.market_book import ReferenceBook, make_stream
-from layouts.market import DEPTH_LEVELS, TICK, TICK_BAR, TICK_BOOK_DELTA, TICK_QUOTE, TICK_TRADE
+from bench.market_book import make_stream
+from layouts.market import (BAR_DAILY, BAR_MINUTE, BAR_UPDATED, DEPTH_LEVELS, TICK, TICK_BAR, TICK_BOOK_DELTA,
+                            TICK_QUOTE, TICK_TRADE, VENUE_BAR_SPEC)
 from procs.l2book import COUNTER_NAMES
+from test_book_venue_bars import VenueReferenceBook, venue_bar
 
 N_SYM = 4          # the embedded default's symbols
 SMALL = {"rings.md.capacity": 1024, "rings.top.capacity": 2048}
@@ -61,8 +64,8 @@ def _run(engine, drain_ring, ticks, batch=256, **params):
 
 
 def _expected(ticks, **params):
-    ref = ReferenceBook(N_SYM, capacity=params.get("capacity", 64), depth=params.get("depth", 10),
-                        bars=params.get("bars", ()))
+    ref = VenueReferenceBook(N_SYM, capacity=params.get("capacity", 64), depth=params.get("depth", 10),
+                             bars=params.get("bars", ()))
     events = []
     for r in ticks.tolist():
         events += ref.apply(r)
@@ -98,8 +101,9 @@ def _check_against_reference(mem, book, events, ticks, **params):
     cv = book.counter_values()
     assert cv == ref.counters
     assert cv["ticks_in"] == len(ticks)
+    venue_bars = int(np.sum(events["bar_spec"] == VENUE_BAR_SPEC))
     assert cv["ticks_in"] == sum(cv[k] for k in ("quotes", "trades", "deltas", "snapshot_levels")) + \
-        sum(v for k, v in cv.items() if k.startswith("rejected_"))
+        venue_bars + sum(v for k, v in cv.items() if k.startswith("rejected_"))
     assert cv["events_out"] == len(events) == \
         sum(cv[k] for k in ("quotes", "trades", "deltas", "snapshots", "bars_out"))
     assert mem.hists[book.h_lat]["total"] == len(ticks)
@@ -118,7 +122,10 @@ tick_rows = st.one_of(
     st.builds(trade, syms, prices, sizes),
     st.builds(lambda s, side, p, q: {"kind": TICK_BOOK_DELTA, "sym": s, "flags": side, "price": p, "size": q},
               syms, st.sampled_from([0, 1]), prices, sizes),
-    st.builds(lambda s: {"kind": TICK_BAR, "sym": s, "price": 100.0}, syms),
+    st.builds(lambda s, o, c, wick, v, fl: venue_bar(s, o, max(o, c) + wick, min(o, c) - wick, c, v, flags=fl),
+              syms, prices, good, st.sampled_from([0.0, 0.25, -0.01]), sizes,
+              st.sampled_from([BAR_MINUTE, BAR_UPDATED, BAR_DAILY, 3])),       # exch_ns: set by the test
+    st.builds(lambda s, k: {"kind": k, "sym": s, "price": 100.0}, syms, st.sampled_from([0, 9, 65535])),
 )
 
 
@@ -187,21 +194,26 @@ def test_rejects_are_counted_by_reason_and_not_forwarded(engine, drain_ring):
         trade(1000, 99.0),                  # unknown symbol
         quote(0, 100.0, 100.0),             # crossed (locked)
         quote(0, 101.0, 100.0),             # crossed
-        {"kind": TICK_BAR, "sym": 0},       # unsupported kind
+        {"kind": 9, "sym": 0},              # unsupported kind
+        {"kind": TICK_BAR, "sym": 0, "exch_ns": 60},                # a venue bar without prices: bad price
+        venue_bar(0, 100.0, 100.0, 100.0, 100.0, flags=5),         # a bar of an unknown kind: unsupported
         dict(trade(0, 100.0), recv_ns=5),   # out of order
         trade(0, 100.01, 300.0),            # ok
+        venue_bar(0, 100.0, 100.5, 99.5, 100.25, 700.0, 100.1),    # ok: forwarded
     ])
     mem, book, events = _run(engine, drain_ring, ticks)
     cv = book.counter_values()
     assert {k: v for k, v in cv.items() if v} == {
-        "ticks_in": 16, "events_out": 2, "quotes": 1, "trades": 1, "rejected_bad_price": 4,
+        "ticks_in": 19, "events_out": 3, "quotes": 1, "trades": 1, "bars_out": 1, "rejected_bad_price": 5,
         "rejected_bad_size": 4, "rejected_unknown_symbol": 2, "rejected_crossed": 2,
-        "rejected_unsupported_kind": 1, "rejected_out_of_order": 1}
+        "rejected_unsupported_kind": 2, "rejected_out_of_order": 1}
     assert set(cv) == set(COUNTER_NAMES) and len(cv) <= 16
-    assert events["tick_seq"].tolist() == [0, 15]
+    assert events["tick_seq"].tolist() == [0, 17, 18]
     row = mem.tables["tops"].read(0)
     assert (row["bid"], row["ask"], row["last"], row["valid"], row["updates"]) == (100.0, 100.02, 100.01, 1, 2)
     assert (events[1]["trade_px"], events[1]["trade_size"], events[1]["valid"]) == (100.01, 300.0, 1)
+    assert (events[2]["kind"], events[2]["bar_close"], events[2]["bar_volume"], events[2]["bar_spec"]) == \
+        (TICK_BAR, 100.25, 700.0, VENUE_BAR_SPEC)
 
 
 def test_trade_before_any_quote_is_forwarded_with_an_invalid_top(engine, drain_ring):

@@ -1,8 +1,9 @@
 """The L2 book core (``procs.l2book``) against the plain-Python ``bench.market_book.ReferenceBook``.
 
 Random message streams (snapshots complete, partial, crossed or orphaned; deltas; quotes;
-trades; bad prices, sizes, symbols, kinds and stamps): after every message the numba book
-holds exactly the reference's levels on every side of every symbol, and the counters agree.
+trades; venue bars; bad prices, sizes, symbols, kinds and stamps): after every message the
+numba book holds exactly the reference's levels on every side of every symbol, and the
+counters agree (the reference with venue bars: ``test_book_venue_bars.VenueReferenceBook``).
 Then the crossed/stale rule worked by hand, and every rejection reason: counted once, the
 book and its stamps unchanged.
 """
@@ -16,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from bench.market_book import ReferenceBook
-from layouts.market import (BOOK_FIRST, BOOK_LAST, BOOK_NO_LEVEL, SIDE_ASK, SIDE_BID, TICK, TICK_BAR,
-                            TICK_BOOK_DELTA, TICK_BOOK_SNAPSHOT, TICK_QUOTE, TICK_TRADE)
-from procs.l2book import (BOOK_ARRAYS, COUNTER_NAMES, EV_BOOK, EV_NONE, EV_TRADE, S_RECV, S_SNAP_OPEN,
-                          apply_tick, levels, new_book)
+from layouts.market import (BAR_DAILY, BAR_MINUTE, BAR_UPDATED, BOOK_FIRST, BOOK_LAST, BOOK_NO_LEVEL, SIDE_ASK,
+                            SIDE_BID, TICK, TICK_BAR, TICK_BOOK_DELTA, TICK_BOOK_SNAPSHOT, TICK_QUOTE, TICK_TRADE)
+from procs.l2book import (BOOK_ARRAYS, COUNTER_NAMES, EV_BAR, EV_BOOK, EV_NONE, EV_TRADE, S_EXCH_BAR, S_EXCH_DAY,
+                          S_RECV, S_SNAP_OPEN, apply_tick, levels, new_book)
+from test_book_venue_bars import VenueReferenceBook
 
 N_SYM = 3
 
@@ -71,6 +72,11 @@ def trade(sym, price, size=100.0, **kw):
     return rec(TICK_TRADE, sym, price, size, **kw)
 
 
+def bar(sym, o, h, lo, c, v=500.0, vw=0.0, flags=BAR_MINUTE, exch_ns=5000, **kw):
+    """A venue bar (layouts.market: close in price, volume in size, open/high/low/vwap in the quote fields)."""
+    return rec(TICK_BAR, sym, c, v, flags=flags, bid=o, ask=h, bid_size=lo, ask_size=vw, exch_ns=exch_ns, **kw)
+
+
 def snapshot(sym, bids, asks, **kw):
     """The records of a complete snapshot (bids then asks); [] -> one NO_LEVEL record."""
     lv = [(SIDE_BID, p, q) for p, q in bids] + [(SIDE_ASK, p, q) for p, q in asks]
@@ -93,7 +99,7 @@ def _same(book, ref):
             assert book.levels(s, side) == ref.levels(s, side), (s, side)
     cv = book.counter_values()
     for k, v in ref.counters.items():
-        if k not in ("ticks_in", "events_out", "bars_out"):
+        if k not in ("ticks_in", "events_out"):          # the stage's: apply_book counts the rest
             assert cv[k] == v, k
 
 
@@ -111,7 +117,7 @@ syms = st.integers(0, N_SYM - 1)
 def messages(draw):
     """A list of (kind, fields) dicts; one draw may be a whole snapshot group."""
     what = draw(st.sampled_from(["quote", "quote", "delta", "delta", "delta", "remove", "trade",
-                                 "snapshot", "bad"]))
+                                 "snapshot", "bar", "bad"]))
     s = draw(syms)
     if what == "quote":
         b = draw(prices)
@@ -122,6 +128,13 @@ def messages(draw):
                      price=draw(prices), size=0.0 if what == "remove" else draw(sizes))]
     if what == "trade":
         return [dict(kind=TICK_TRADE, sym=s, price=draw(prices), size=draw(sizes))]
+    if what == "bar":                   # mostly good; its own venue time, in order or not
+        o, c = draw(prices), draw(prices)
+        wick = draw(st.sampled_from([0.0, 0.5, 0.5, -0.5]))
+        return [dict(kind=TICK_BAR, sym=s, flags=draw(st.sampled_from([BAR_MINUTE, BAR_UPDATED, BAR_DAILY, 3])),
+                     bid=o, ask=max(o, c) + wick, bid_size=min(o, c) - wick, price=c,
+                     ask_size=draw(st.sampled_from([0.0, c, -1.0])), size=draw(st.sampled_from([0.0, 7.0, -7.0])),
+                     exch_ns=draw(st.sampled_from([0, 60, 120, 120, 180, 240])) * 10**9)]
     if what == "snapshot":
         lv = draw(st.lists(st.tuples(st.sampled_from([SIDE_BID, SIDE_ASK]), prices, sizes), max_size=10))
         if draw(st.booleans()):                        # mostly well-formed: bids below asks
@@ -154,7 +167,7 @@ def messages(draw):
     elif bad == "sym":
         m["sym"] = draw(st.sampled_from([N_SYM, 2**32 - 1]))
     else:
-        m["kind"] = draw(st.sampled_from([0, TICK_BAR, 6, 65535]))
+        m["kind"] = draw(st.sampled_from([0, 6, 9, 65535]))
     return [m]
 
 
@@ -168,8 +181,8 @@ def streams(draw):
         stamp_exch = draw(st.sampled_from([0, 0, 1]))
         if stamp_exch:
             exch += draw(st.sampled_from([3, 3, 0, -2]))
-        for m in g:
-            out.append(dict(m, recv_ns=recv, exch_ns=exch if stamp_exch else 0))
+        for m in g:                                    # a bar keeps its own venue time
+            out.append(dict({"exch_ns": exch if stamp_exch else 0}, **m, recv_ns=recv))
     return out
 
 
@@ -184,12 +197,12 @@ def _record(m, seq):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(msgs=streams(), capacity=st.sampled_from([3, 64]))
 def test_book_matches_reference_after_every_message(msgs, capacity):
-    book, ref = Book(capacity=capacity), ReferenceBook(N_SYM, capacity=capacity)
+    book, ref = Book(capacity=capacity), VenueReferenceBook(N_SYM, capacity=capacity)
     for i, m in enumerate(msgs):
         _both(book, ref, _record(m, i))
         _same(book, ref)
     cv = book.counter_values()
-    assert sum(cv[k] for k in ("quotes", "trades", "deltas", "snapshot_levels")) + \
+    assert sum(cv[k] for k in ("quotes", "trades", "deltas", "snapshot_levels", "bars_out")) + \
         sum(v for k, v in cv.items() if k.startswith("rejected_")) == len(msgs)
     for s in range(N_SYM):                                   # never crossed, never over capacity
         b, a = book.levels(s, SIDE_BID), book.levels(s, SIDE_ASK)
@@ -204,7 +217,7 @@ def test_long_random_stream_matches_reference():
     from bench.market_book import make_stream
 
     ticks = make_stream(30_000, n_sym=N_SYM, seed=3, bad=0.03, snapshot_every=500)
-    book, ref = Book(), ReferenceBook(N_SYM)
+    book, ref = Book(), VenueReferenceBook(N_SYM)
     for i in range(len(ticks)):
         _both(book, ref, ticks[i:i + 1])
         if i % 97 == 0:
@@ -313,8 +326,16 @@ def test_capacity_keeps_the_best_levels():
 BAD = [
     ("rejected_unknown_symbol", quote(N_SYM, 100.0, 100.5)),
     ("rejected_unknown_symbol", delta(2**32 - 1, SIDE_BID, 100.0, 1.0)),
-    ("rejected_unsupported_kind", rec(TICK_BAR, 0, 100.0, 5.0)),
+    ("rejected_unsupported_kind", bar(0, 100.0, 100.0, 100.0, 100.0, flags=3)),     # a bar of unknown length
     ("rejected_unsupported_kind", rec(77, 0, 100.0, 5.0)),
+    ("rejected_bad_price", rec(TICK_BAR, 0, 100.0, 5.0, exch_ns=5000)),     # no open, high, low
+    ("rejected_bad_price", bar(0, 100.0, 101.0, 99.0, 100.5, vw=math.nan)),
+    ("rejected_bad_price", bar(0, 100.0, 100.25, 99.0, 100.5)),                # high below the close
+    ("rejected_bad_size", bar(0, 100.0, 101.0, 99.0, 100.5, v=-1.0)),
+    ("rejected_out_of_order", bar(0, 100.0, 101.0, 99.0, 100.5, exch_ns=4999)),
+    ("rejected_out_of_order", bar(0, 100.0, 101.0, 99.0, 100.5, flags=BAR_DAILY, exch_ns=4999)),
+    ("rejected_out_of_order", bar(0, 100.0, 101.0, 99.0, 100.5, flags=BAR_UPDATED, exch_ns=0)),
+    ("rejected_out_of_order", bar(0, 100.0, 101.0, 99.0, 100.5, flags=BAR_UPDATED, recv_ns=999)),
     ("rejected_bad_price", quote(0, math.nan, 100.5)),
     ("rejected_bad_price", quote(0, 100.0, math.inf)),
     ("rejected_bad_price", quote(0, 0.0, 100.5)),
@@ -350,8 +371,10 @@ def test_a_bad_tick_is_counted_once_and_changes_nothing(reason, bad):
     b = Book()
     for r in snapshot(0, [(100.0, 1.0), (99.5, 2.0)], [(100.5, 3.0), (101.0, 4.0)], recv_ns=1000, exch_ns=5000):
         b.apply(r)
-    for r in (quote(0, 100.0, 100.5, recv_ns=1000, exch_ns=5000), trade(0, 100.0, recv_ns=1000, exch_ns=5000)):
+    for r in (quote(0, 100.0, 100.5, recv_ns=1000, exch_ns=5000), trade(0, 100.0, recv_ns=1000, exch_ns=5000),
+              bar(0, 100.0, 100.0, 100.0, 100.0), bar(0, 100.0, 100.0, 100.0, 100.0, flags=BAR_DAILY)):
         b.apply(r)
+    assert b.counter_values()["bars_out"] == 2
     if reason == "rejected_crossed" and bad[0]["kind"] == TICK_BOOK_SNAPSHOT:
         b.apply(snapshot(0, [(101.0, 1.0)], [(100.0, 1.0)], recv_ns=1000)[0])      # the open snapshot
     before, cv0 = b.state(), b.counter_values()
@@ -388,12 +411,33 @@ def test_exchange_stamps_are_ordered_per_stream_and_zero_is_unknown():
     assert b.counter_values()["rejected_out_of_order"] == 1
 
 
+def test_venue_bars_change_no_book_and_are_ordered_per_stream():
+    """A bar returns EV_BAR, leaves the levels alone, moves the receive floor (every kind) and
+    the venue-time floor of its own stream; an updated bar may go back, and leaves the floor."""
+    b = _book_with([(100.0, 1.0)], [(100.5, 3.0)])
+    before = b.state()[0]
+    st_ = b.b["st"]
+    assert b.apply(bar(0, 1.0, 2.0, 0.5, 1.5, recv_ns=1001, exch_ns=120)) == EV_BAR
+    assert b.state()[0] == before and (st_[0, S_RECV], st_[0, S_EXCH_BAR], st_[0, S_EXCH_DAY]) == (1001, 120, 0)
+    assert b.apply(bar(0, 1.0, 2.0, 0.5, 1.5, flags=BAR_DAILY, recv_ns=1002, exch_ns=60)) == EV_BAR   # own stream
+    assert b.apply(bar(0, 1.0, 2.0, 0.5, 1.5, flags=BAR_UPDATED, recv_ns=1003, exch_ns=60)) == EV_BAR
+    assert (st_[0, S_EXCH_BAR], st_[0, S_EXCH_DAY]) == (120, 60)
+    assert b.apply(bar(0, 1.0, 2.0, 0.5, 1.5, recv_ns=1004, exch_ns=119)) == EV_NONE        # behind 120
+    assert b.apply(bar(0, 1.0, 2.0, 0.5, 1.5, recv_ns=1005, exch_ns=120)) == EV_BAR         # equal: in order
+    assert b.apply(bar(0, 1.0, 2.0, 0.5, 1.5, flags=BAR_UPDATED, recv_ns=1006, exch_ns=180)) == EV_BAR
+    assert st_[0, S_EXCH_BAR] == 180
+    assert b.apply(quote(0, 100.0, 100.5, recv_ns=1005)) == EV_NONE                          # recv floor 1006
+    assert b.state()[0] == before
+    cv = b.counter_values()
+    assert (cv["bars_out"], cv["rejected_out_of_order"], cv["quotes"]) == (5, 2, 0)
+
+
 @pytest.mark.parametrize("capacity", [1, 2, 8, 64])
 def test_drifting_books_and_deep_levels_match_reference(capacity):
     """Runs that drift to either end of their slots (re-centring), deep levels found by binary
     search, full sides dropping their worst: level for level equal to the reference."""
     rng = np.random.default_rng(capacity)
-    book, ref = Book(capacity=capacity), ReferenceBook(N_SYM, capacity=capacity)
+    book, ref = Book(capacity=capacity), VenueReferenceBook(N_SYM, capacity=capacity)
     recv = 1000
     for i in range(3000):
         recv += 1
