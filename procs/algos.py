@@ -73,13 +73,15 @@ ALGO_PARENT = np.dtype(
 )
 
 
-@njit(cache=True)
+# Called from risk's duty cycle: compiled without numba's reference counting (``_nrt=False``)
+# like their callers; nothing here allocates.
+@njit(cache=True, _nrt=False)
 def slice_time(start_ns, duration_ns, i, n):
     """When slice ``i`` of ``n`` is due."""
     return start_ns + (duration_ns * i) // n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def cum_target(algo, qty, i, n, prof_cum):
     """Cumulative quantity the parent should have sent after slice ``i`` (0-based) of ``n``."""
     if i >= n - 1:
@@ -91,7 +93,7 @@ def cum_target(algo, qty, i, n, prof_cum):
     return math.floor(qty * frac + EPS)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def next_child(a, now, prof_cum):
     """Quantity of the child parent ``a`` should send now (0 = none). Advances the schedule."""
     if a.algo == ALGO_ICEBERG:
@@ -110,7 +112,7 @@ def next_child(a, now, prof_cum):
     return q if q > EPS else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def finished(a):
     """True when parent ``a`` has nothing more to do."""
     if a.filled >= a.qty - EPS:

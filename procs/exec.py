@@ -80,6 +80,10 @@ P_BATCH, P_MASK, P_MAX_RETRIES = 0, 1, 2
 F_BACKOFF, F_BACKOFF_CAP, F_JITTER, F_RATE, F_BURST = 0, 1, 2, 3, 4
 EPS = 1e-9
 
+# The duty cycle's functions (and the venue's, procs.sim_venue) are compiled without numba's
+# reference counting (``_nrt=False``): none allocates, and with NRT each of exec_step's 27
+# array arguments costs an atomic incref/decref pair per nested call, idle cycles included.
+
 #: Exec's view of an order (private; one slot per id & mask).
 EXEC_ORDER = np.dtype([("id", "<u8"), ("sym", "<i8"), ("side", "<i8"), ("ot", "<i8"), ("tif", "<i8"),
                        ("qty", "<f8"), ("px", "<f8"), ("filled", "<f8"), ("state", "<i8"),
@@ -91,7 +95,7 @@ EXEC_STATE = np.dtype([("last_order_id", "<i8"), ("next_fill_id", "<i8"), ("tok"
                        ("open", "<i8")], align=True)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _report(out_ctl, out_recs, wr, n, est, oid, sym, side, feed_ns, status, qty, px, fee, leaves,
             reason, liq, attempts, other, now):
     f = out_recs[spsc.slot(out_ctl, wr + np.uint64(n))]
@@ -111,7 +115,7 @@ def _report(out_ctl, out_recs, wr, n, est, oid, sym, side, feed_ns, status, qty,
     f.venue_ns = now
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _book_execution(vp_seqs, vp_rows, vpos, s, side, q, fee):
     v = vpos[s]
     v.sym = s
@@ -139,7 +143,7 @@ def _move(o, event, counters):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _valid(o, nsym):
     s, side, q, ot, lp = o.sym, o.side, o.qty, o.order_type, o.limit_px
     return s < nsym and (side == BUY or side == SELL) and math.isfinite(q) and q > 0.0 \
@@ -147,7 +151,7 @@ def _valid(o, nsym):
         and (ot != ORDER_LIMIT or (math.isfinite(lp) and lp > 0.0))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def intake(now, clock, in_ctl, in_recs, out_ctl, out_recs, wr, n_out, room, eo, pend, est, hists,
            h_lat, h_t2o, counters, vs, vp, rq, rng, nsym, pi):
     """Read up to the free report slots' worth of orders; return (consumed, n_out)."""
@@ -238,7 +242,7 @@ def intake(now, clock, in_ctl, in_recs, out_ctl, out_recs, wr, n_out, room, eo, 
     return k, n_out
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def hand_off(now, eo, pend, est, hists, h_hand, counters, vs, vp, rq, rng, pi, pf):
     """Send the queued orders that are due to the venue, as the rate limiter allows."""
     e = est[0]
@@ -286,7 +290,7 @@ def hand_off(now, eo, pend, est, hists, h_hand, counters, vs, vp, rq, rng, pi, p
     return sent
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def apply_events(now, n_ev, ev, out_ctl, out_recs, wr, n_out, eo, pend, est, vp_seqs, vp_rows, vpos,
                  counters, rng, pi, pf):
     """Turn venue events into state changes and reports; return n_out."""
@@ -368,7 +372,7 @@ def apply_events(now, n_ev, ev, out_ctl, out_recs, wr, n_out, eo, pend, est, vp_
     return n_out
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def exec_step(now, in_ctl, in_recs, out_ctl, out_recs, top_seqs, top_rows, top_buf, vp_seqs, vp_rows,
               vpos, hists, h_lat, h_t2o, h_hand, counters, eo, pend, est, vs, vp, rq, vo, rest, ev, rng,
               pi, pf, dep_seqs, dep_rows, dep_buf):
@@ -397,7 +401,7 @@ def exec_step(now, in_ctl, in_recs, out_ctl, out_recs, top_seqs, top_rows, top_b
     return k + n_out + sent
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def exec_step_journaled(now, jrecs, jst, in_ctl, in_recs, *rest):
     """``exec_step`` after appending every order readable in the input ring, not yet journaled,
     to the order journal (``procs.journal.journal_ring``): param ``order_journal``."""

@@ -52,7 +52,10 @@ def _rotl(x, k):
     return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
 
 
-@njit(cache=True)
+# Compiled without numba's reference counting (``_nrt=False``): they allocate nothing, and
+# the sim venue and exec call them from their ``_nrt=False`` duty cycles, where NRT would
+# add an atomic incref/decref of ``state`` per draw.
+@njit(cache=True, _nrt=False)
 def next_u64(state):
     """Advance ``state`` (xoshiro256**) and return 64 random bits as uint64."""
     s0, s1, s2, s3 = state[0], state[1], state[2], state[3]
@@ -68,19 +71,19 @@ def next_u64(state):
     return result
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def uniform(state):
     """A float64 uniform in [0, 1)."""
     return np.float64(next_u64(state) >> np.uint64(11)) * _INV_2_53
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def below(state, n):
     """An int64 uniform in [0, n) for n >= 1."""
     return np.int64(uniform(state) * n)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def normal(state):
     """A standard normal variate (Box-Muller; two uniforms per call)."""
     u1 = 1.0 - uniform(state)            # (0, 1]: log is finite

@@ -114,7 +114,11 @@ def refill(bk, now, rate_s, rate_m):
         b.tok_ns = now
 
 
-@njit(cache=True)
+# ``read_top`` and ``pretrade`` run for every order (and read_top for every mark): compiled
+# without numba's reference counting (``_nrt=False``), as their callers in procs.risk and
+# procs.sim_venue; they allocate nothing and NRT would add an atomic incref/decref pair
+# per array argument per call.
+@njit(cache=True, _nrt=False)
 def read_top(top_seqs, top_rows, s, top_buf):
     """(valid, bid, ask) of symbol ``s`` from the book's tops table (seqlock snapshot)."""
     if s >= top_rows.shape[0] or read_row(top_seqs, top_rows, s, top_buf, READ_TRIES) == 0:
@@ -125,7 +129,7 @@ def read_top(top_seqs, top_rows, s, top_buf):
     return True, t.bid, t.ask
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def pretrade(sym, side, q, ot, tif, lp, ref_px, pos, rs, lim, lim_qty, lim_pos, restricted,
              control, valid, bid, ask, now, bk, slot_taken):
     """Decide one new order; return (reason or -1, price used for its notional). See module doc."""

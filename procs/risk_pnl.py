@@ -47,7 +47,9 @@ def _count(p, side, q, fee):
     p.fills += np.uint32(1)
 
 
-@njit(cache=True)
+# Called from risk's duty cycle for every fill and mark: compiled without numba's reference
+# counting (``_nrt=False``) like their callers; nothing here allocates.
+@njit(cache=True, _nrt=False)
 def apply_fill_average(p, side, q, px, fee):
     """Apply a fill of ``q`` at ``px`` on ``side`` to ``p`` (average cost). Return True if the
     fill opened a new position or flipped it (the trailing-stop reference restarts)."""
@@ -75,7 +77,7 @@ def apply_fill_average(p, side, q, px, fee):
     return opened
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def apply_fill_fifo(p, s, side, q, px, fee, lot_q, lot_px, lot_head, lot_n):
     """Apply a fill to ``p`` (symbol ``s``) with FIFO lots. Return (opened_or_flipped, merged)."""
     mask = lot_q.shape[1] - 1
@@ -123,7 +125,7 @@ def apply_fill_fifo(p, s, side, q, px, fee, lot_q, lot_px, lot_head, lot_n):
     return opened, merged
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def apply_fill(p, s, side, q, px, fee, method, lot_q, lot_px, lot_head, lot_n):
     """Apply a fill by ``method`` (PNL_AVERAGE / PNL_FIFO); restart the trailing reference
     when the fill opened or flipped the position. Return the number of FIFO lot merges."""
@@ -139,7 +141,7 @@ def apply_fill(p, s, side, q, px, fee, method, lot_q, lot_px, lot_head, lot_n):
     return merged
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def mark_position(p, mark):
     """Mark ``p`` at ``mark`` (> 0): unrealized, net P&L, its peak, the trailing reference."""
     if mark > 0.0:
@@ -154,7 +156,7 @@ def mark_position(p, mark):
         p.trail_px = p.mark
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def stop_level(p, stop_bps, trail_bps):
     """(stop price, 1 if the trailing stop is the binding one) for ``p``; (0, 0) when flat or off."""
     if p.qty == 0.0 or (stop_bps <= 0.0 and trail_bps <= 0.0):
@@ -180,7 +182,7 @@ def stop_level(p, stop_bps, trail_bps):
     return lvl, trailing
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def stop_hit(p, lvl):
     """True when the mark has reached the stop level ``lvl`` of ``p``."""
     if lvl <= 0.0 or p.mark <= 0.0:

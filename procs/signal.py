@@ -128,7 +128,10 @@ def strategy_step(in_ctl, in_recs, out_ctl, out_recs, hists, h_lat, counters, cm
     generated module where ``ON_QUOTE``, ``ON_TRADE`` and ``ON_BAR`` are globals bound to the
     strategy's ``@njit`` hooks, and compiles it there with ``cache=True`` (numba inlines
     global functions as direct calls; passed as arguments they would make the step
-    uncacheable).
+    uncacheable) and ``_nrt=False``: the step allocates nothing, and with numba's reference
+    counting its 10 array arguments (and the arrays of the strategy's state) cost atomic
+    incref/decref pairs on every call, idle or not. The hooks keep their own flags (``SignalStage`` compiles them first, see
+    ``compile_hooks``).
     """
     m = pi[P_MAX_INTENTS]
     avail = np.int64(spsc.poll(in_ctl, pi[P_BATCH]))
@@ -230,7 +233,7 @@ ON_TRADE = {on_trade}
 ON_BAR = {on_bar}
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 {step_source}'''
 
 
@@ -294,8 +297,33 @@ def build_numba_step(path: str, kind: str, obj):
     return mod.step
 
 
+def compile_hooks(hooks, in_recs, state, buf) -> None:
+    """Compile a numba strategy's hooks for the step's argument types before the step.
+
+    Why: numba compiles a callee that sets no ``_nrt`` with its first caller's setting, and
+    caches that version for every later caller. The generated step is ``_nrt=False``; compiled
+    under it, a hook (or a helper it calls) that allocates would fail to compile, and one
+    that returns an array or a view would hand a reference it never took to NRT callers
+    (e.g. Python). Compiled here first, from Python, they keep numba's defaults, exactly as
+    with an NRT step. A hook that does not compile is left alone: the step's first call
+    raises its error as before.
+    """
+    from numba import typeof
+
+    sig = (typeof(in_recs).dtype, typeof(state), typeof(buf))
+    for h in hooks:
+        if h is None or not hasattr(h, "compile"):
+            continue
+        try:
+            h.compile(sig)
+        except Exception:               # reported by the step's own compile (see above)
+            pass
+
+
 # -- Python flavour: batch in, batch out ---------------------------------------------------
-@njit(cache=True)
+# ``_nrt=False``: they allocate nothing, and without NRT numba also skips building a
+# reference-counted array for each argument on the Python -> njit call.
+@njit(cache=True, _nrt=False)
 def take_events(in_ctl, in_recs, out_ctl, hists, h_lat, counters, cmap, batch, pi):
     """Copy up to ``batch`` events (as many as the intent ring has room for) and release them."""
     lim = min(pi[P_BATCH], batch.shape[0])
@@ -318,7 +346,7 @@ def take_events(in_ctl, in_recs, out_ctl, hists, h_lat, counters, cmap, batch, p
     return k
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def write_intents(out_ctl, out_recs, counters, cmap, batch, pend, n_pend, st, pi, add,
                   hists, h_dec, dec, n_dec):
     """Validate and publish the batch's pending intents; add the batch's counts; record the
@@ -409,6 +437,8 @@ class SignalStage(Stage):
         else:
             self.state = self.strategy.make_state()
             self.step = build_numba_step(path, self.flavour, obj)
+            hooks = (obj,) if self.flavour == "function" else (obj.on_quote, obj.on_trade, obj.on_bar)
+            compile_hooks(hooks, self.inp.recs, self.state, self.buf)
 
     # -- counters --------------------------------------------------------------------------
     def _counter_map(self) -> np.ndarray:

@@ -128,7 +128,10 @@ EVENT = np.dtype([("kind", "<i8"), ("id", "<u8"), ("qty", "<f8"), ("px", "<f8"),
                   ("sym", "<i8"), ("side", "<i8")], align=True)
 
 
-@njit(cache=True)
+# Compiled without numba's reference counting (``_nrt=False``), like exec's step that calls
+# them: nothing here allocates, and with NRT every array argument costs an atomic
+# incref/decref pair per call.
+@njit(cache=True, _nrt=False)
 def latency_ns(vp, rng):
     """One draw of the request latency (ns)."""
     m = vp.latency_model
@@ -141,7 +144,7 @@ def latency_ns(vp, rng):
     return np.int64(-vp.lat_a * math.log(1.0 - uniform(rng)))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def submit(vs, rq, vp, rng, now, kind, oid, new_id, sym, side, ot, tif, qty, px):
     """Hand one request to the venue (FIFO, arrives after the latency). False if the link is full."""
     v = vs[0]
@@ -173,7 +176,7 @@ def fee_of(vp, q, px):
     return vp.fee_per_share * q + vp.fee_bps * 1e-4 * q * px
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _compact(vs, vo, rest):
     """Drop the rest-list entries of orders that are no longer resting."""
     v = vs[0]
@@ -188,7 +191,7 @@ def _compact(vs, vo, rest):
     v.dead = 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _rest_add(vs, vo, rest, o, oid):
     v = vs[0]
     if v.n_rest >= rest.shape[0]:
@@ -198,7 +201,7 @@ def _rest_add(vs, vo, rest, o, oid):
     o.live = 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _fill(ev, vs, vp, o, q, px, liq):
     """Fill ``q`` of venue order ``o`` at ``px``; return True if it is now complete."""
     o.filled += q
@@ -210,7 +213,7 @@ def _fill(ev, vs, vp, o, q, px, liq):
     return leaves == 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _read_depth(dep_seqs, dep_rows, sym, dep_buf, touch, buy):
     """True if the symbol has a valid depth row whose best level on the taken side is ``touch``."""
     if sym >= dep_rows.shape[0] or read_row(dep_seqs, dep_rows, sym, dep_buf, READ_TRIES) == 0:
@@ -223,7 +226,7 @@ def _read_depth(dep_seqs, dep_rows, sym, dep_buf, touch, buy):
     return d.n_bid > 0 and d.bid_px[0] == touch
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _walk(dep_buf, buy, qty, limit, is_limit):
     """(quantity, volume-weighted price) a taker of ``qty`` gets from the depth levels."""
     d = dep_buf[0]
@@ -244,7 +247,7 @@ def _walk(dep_buf, buy, qty, limit, is_limit):
     return got, (notional / got if got > EPS else 0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _depth_size(dep_seqs, dep_rows, sym, dep_buf, buy, px):
     """Size of our side's level at ``px`` in the depth table, or -1 if unknown."""
     if sym >= dep_rows.shape[0] or read_row(dep_seqs, dep_rows, sym, dep_buf, READ_TRIES) == 0:
@@ -260,7 +263,7 @@ def _depth_size(dep_seqs, dep_rows, sym, dep_buf, buy, px):
     return -1.0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _arrive(now, vs, vp, vo, rest, ev, rng, top_seqs, top_rows, top_buf, dep_seqs, dep_rows, dep_buf,
             oid, sym, side, ot, tif, qty, px, replaced):
     """A new order (or a replacement of ``replaced`` != 0) arrives at the venue. Return False if
@@ -351,7 +354,7 @@ def _arrive(now, vs, vp, vo, rest, ev, rng, top_seqs, top_rows, top_buf, dep_seq
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _consume(ev, vs, vp, o, d):
     """``d`` shares left the order's level: the queue ahead first, then the order. True if done."""
     dq = min(o.queue, d)
@@ -362,7 +365,7 @@ def _consume(ev, vs, vp, o, d):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _evaluate(ev, vs, vp, o, top_seqs, top_rows, top_buf):
     """Re-evaluate a resting order against its symbol's top; True if it is done."""
     valid, bid, ask = read_top(top_seqs, top_rows, o.sym, top_buf)
@@ -397,7 +400,7 @@ def _evaluate(ev, vs, vp, o, top_seqs, top_rows, top_buf):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def venue_step(now, vs, vp, rq, vo, rest, ev, rng, top_seqs, top_rows, top_buf, dep_seqs, dep_rows, dep_buf,
                max_events):
     """Process arrived requests, resting orders and the session close. Return events written."""

@@ -109,7 +109,8 @@ def emit(out, n, sym, side, qty, limit_px=0.0, tag=0, tif=TIF_DAY):
     return n + 1
 
 
-@njit(cache=True)
+# ``_nrt=False`` like the generated step that calls it (procs.signal): it allocates nothing.
+@njit(cache=True, _nrt=False)
 def no_intents(ev, state, out):
     """The hook of an event kind a numba strategy ignores."""
     return 0
