@@ -494,6 +494,20 @@ class RestWorker(threading.Thread):
         b = min(self.backoff_cap_s, self.backoff_s * 2.0 ** (k - 1))
         self.sleep(b * (1.0 - self.jitter * self.rng.random()))
 
+    def _check_after(self, f: Failure, attempt: int) -> bool | None:
+        """After a create (POST) or replace (PATCH) failed with ``f`` on its ``attempt``-th send:
+        False: send again (rate limited: ``_call`` paces); True: the venue may have acted, so
+        look it up by client id before sending again (transient errors after a backoff; a 422
+        may be "client_order_id must be unique"); None: final, the venue refused it."""
+        if f.kind == RATE:
+            return False
+        if f.kind in (RETRY, AMBIGUOUS):
+            self._backoff(attempt)
+            return True
+        if f.status == 422:
+            return True
+        return None
+
     def _find(self, cid: str):
         """The venue's order with client id ``cid``: a VenueOrder, None (404), or raise
         ``Unknown`` after ``max_retries`` failed lookups."""
@@ -549,17 +563,10 @@ class RestWorker(threading.Thread):
                     last, check = Failure(AMBIGUOUS, 0, 0, str(e)), True
                     continue
                 except Failure as f:
-                    last = f
-                    if f.kind == RATE:
-                        continue
-                    if f.kind in (RETRY, AMBIGUOUS):
-                        check = True
-                        self._backoff(posts)
-                        continue
-                    if f.status == 422:            # maybe "client_order_id must be unique"
-                        check = True
-                        continue
-                    return self._refused(r, f, posts, sent)
+                    last, check = f, self._check_after(f, posts)
+                    if check is None:
+                        return self._refused(r, f, posts, sent)
+                    continue
                 self.stats["submitted"] += 1
                 self.results.append(SubmitResult(r.oid, True, order, attempts=posts, sent_ns=sent,
                                                  done_ns=time.monotonic_ns()))
@@ -627,17 +634,9 @@ class RestWorker(threading.Thread):
                 except ValueError as e:
                     last, check = Failure(AMBIGUOUS, 0, 0, str(e)), True
                 except Failure as f:
-                    last = f
-                    if f.kind == RATE:
-                        continue
-                    if f.kind in (RETRY, AMBIGUOUS):
-                        check = True
-                        self._backoff(k)
-                        continue
-                    if f.status == 422:
-                        check = True
-                        continue
-                    break
+                    last, check = f, self._check_after(f, k)
+                    if check is None:
+                        break
         except (_Unknown, _Stopped):
             last = Failure(AMBIGUOUS, 0, REASON_RETRIES_EXHAUSTED, "replace not confirmed")
         self.log(f"pyrt: alpaca rest: replace of order {r.oid} by {r.new_oid} refused: "

@@ -173,12 +173,12 @@ def bars_on_trade(types, ints, vols, bf, bi, s, p, q, t, out_f, out_i):
     return k
 
 
-# Not inlined, and without reference counting (nothing is allocated): venue bars are rare (one
-# a minute per symbol and stream), so their copy stays out of the book step's hot loop body.
-@njit(cache=True, _nrt=False)
-def venue_bar_fields(e, t):
-    """Fill the bar fields of BOOK_EVENT ``e`` from the venue bar ``t`` (a validated TICK_BAR
-    record: ``procs.l2book``), as the module doc says."""
+@njit(cache=True, inline="always")
+def bar_record_fields(e, t, end_ns):
+    """Fill the bar fields of BOOK_EVENT ``e`` from the TICK_BAR record ``t`` (a bar computed
+    elsewhere: by the venue, or read from a file by ``procs.replay_feed:ReplayBars``), ending
+    at ``end_ns``: OHLC, volume and VWAP as the record carries them, ``bar_start_ns`` = its
+    ``exch_ns``, ``bar_count`` 0, ``bar_type`` BAR_TIME, ``bar_spec`` ``VENUE_BAR_SPEC``."""
     e.bar_open = t.bid
     e.bar_high = t.ask
     e.bar_low = t.bid_size
@@ -186,7 +186,16 @@ def venue_bar_fields(e, t):
     e.bar_volume = t.size
     e.bar_vwap = t.ask_size
     e.bar_start_ns = t.exch_ns
-    e.bar_end_ns = t.exch_ns + (VENUE_DAY_NS if t.flags == BAR_DAILY else VENUE_MINUTE_NS)
+    e.bar_end_ns = end_ns
     e.bar_count = 0
     e.bar_type = BAR_TIME
     e.bar_spec = VENUE_BAR_SPEC
+
+
+# Not inlined, and without reference counting (nothing is allocated): venue bars are rare (one
+# a minute per symbol and stream), so their copy stays out of the book step's hot loop body.
+@njit(cache=True, _nrt=False)
+def venue_bar_fields(e, t):
+    """Fill the bar fields of BOOK_EVENT ``e`` from the venue bar ``t`` (a validated TICK_BAR
+    record: ``procs.l2book``), as the module doc says."""
+    bar_record_fields(e, t, t.exch_ns + (VENUE_DAY_NS if t.flags == BAR_DAILY else VENUE_MINUTE_NS))

@@ -68,38 +68,11 @@ from ringbuf.seqlock import write_begin, write_end
 from . import check_keys, int_param, publish, twin
 from .bars import (F_CLOSE, F_HIGH, F_LOW, F_OPEN, F_PV, F_VOLUME, O_COUNT, O_END, O_SPEC, O_START,
                    bars_on_trade, new_bars, parse_bar_specs, venue_bar_fields)
+from .book_events import top_event, top_touch
 from .l2book import (BOOK_ARRAYS, C_BARS_OUT, C_EVENTS_OUT, C_TICKS_IN, COUNTER_NAMES, EV_BAR, EV_BOOK,
-                     EV_NONE, EV_TRADE, apply_tick, best, new_book, touch_stats, write_depth_row)
+                     EV_NONE, EV_TRADE, apply_tick, best, new_book, write_depth_row)
 
 P_BATCH, P_DEPTH = 0, 1
-
-
-@njit(cache=True, inline="always")
-def _event(e, seq, feed_ns, s, kind, top, micro, imb):
-    e.tick_seq = seq
-    e.feed_ns = feed_ns
-    e.sym = s
-    e.kind = kind
-    e.valid = top.valid
-    e.bid = top.bid
-    e.ask = top.ask
-    e.bid_size = top.bid_size
-    e.ask_size = top.ask_size
-    e.microprice = micro
-    e.imbalance = imb
-    e.trade_px = 0.0
-    e.trade_size = 0.0
-    e.bar_open = 0.0
-    e.bar_high = 0.0
-    e.bar_low = 0.0
-    e.bar_close = 0.0
-    e.bar_volume = 0.0
-    e.bar_vwap = 0.0
-    e.bar_start_ns = 0
-    e.bar_end_ns = 0
-    e.bar_count = 0
-    e.bar_type = 0
-    e.bar_spec = 0
 
 
 # Compiled without numba's reference counting (``_nrt=False``, as the l2book/bars helpers it
@@ -134,11 +107,9 @@ def book_step(in_ctl, in_recs, out_ctl, out_recs, top_seqs, top_rows, tops, dep_
         s = t.sym
         top = tops[s]
         if code == EV_BAR:        # a venue bar (counted in bars_out by apply_tick): the top as it is
-            micro, imb = 0.0, 0.0
-            if top.valid:
-                _mid, micro, imb = touch_stats(top.bid, top.ask, top.bid_size, top.ask_size)
+            micro, imb = top_touch(top)
             e = out_recs[spsc.slot(out_ctl, wr + np.uint64(n_out))]
-            _event(e, t.seq, t.recv_ns, s, TICK_BAR, top, micro, imb)
+            top_event(e, t.seq, t.recv_ns, s, TICK_BAR, top, micro, imb)
             venue_bar_fields(e, t)
             n_out += 1
             continue
@@ -156,11 +127,9 @@ def book_step(in_ctl, in_recs, out_ctl, out_recs, top_seqs, top_rows, tops, dep_
         write_begin(top_seqs, s)
         top_rows[s] = top
         write_end(top_seqs, s)
-        micro, imb = 0.0, 0.0
-        if top.valid:
-            _mid, micro, imb = touch_stats(top.bid, top.ask, top.bid_size, top.ask_size)
+        micro, imb = top_touch(top)
         e = out_recs[spsc.slot(out_ctl, wr + np.uint64(n_out))]
-        _event(e, t.seq, t.recv_ns, s, t.kind, top, micro, imb)
+        top_event(e, t.seq, t.recv_ns, s, t.kind, top, micro, imb)
         n_out += 1
         if code == EV_TRADE:
             e.trade_px = t.price
@@ -170,7 +139,7 @@ def book_step(in_ctl, in_recs, out_ctl, out_recs, top_seqs, top_rows, tops, dep_
                 nb = bars_on_trade(btypes, bints, bvols, bf, bi, s, t.price, t.size, clock, out_f, out_i)
                 for b in range(nb):
                     e = out_recs[spsc.slot(out_ctl, wr + np.uint64(n_out))]
-                    _event(e, t.seq, t.recv_ns, s, TICK_BAR, top, micro, imb)
+                    top_event(e, t.seq, t.recv_ns, s, TICK_BAR, top, micro, imb)
                     spec = out_i[b, O_SPEC]
                     e.bar_open = out_f[b, F_OPEN]
                     e.bar_high = out_f[b, F_HIGH]

@@ -75,7 +75,6 @@ from numba import njit
 
 from layouts.market import (BOOK_FIRST, BOOK_LAST, SIDE_ASK, SIDE_BID, TICK, TICK_BAR, TICK_BOOK_DELTA,
                             TICK_BOOK_SNAPSHOT, TICK_QUOTE, TICK_TRADE, TOP)
-from layouts.orders import BAR_TIME
 from layouts.ring import IDX_CAPACITY
 from pyrt_shm.hdr_recorder import hdr_record
 from pyrt_shm.stage import Stage
@@ -84,11 +83,8 @@ from ringbuf._atomics import monotonic_ns
 from ringbuf.seqlock import write_begin, write_end
 
 from . import check_keys, float_param, int_param, publish, twin
-
-try:                       # the bar_spec of bars a venue computed (the book forwards them with it)
-    from layouts.market import VENUE_BAR_SPEC
-except ImportError:        # pragma: no cover - a layouts without venue bars
-    VENUE_BAR_SPEC = 0xFFFF
+from .bars import bar_record_fields
+from .book_events import top_event, top_touch
 
 NEVER = np.iinfo(np.int64).max
 CLOCK_WALL, CLOCK_DATA = 0, 1
@@ -126,12 +122,18 @@ def _start(now, data, st):
 
 
 @njit(cache=True, inline="always")
+def _paced_ns(d, st, speed):
+    """When record ``d`` is due on the wall clock at ``speed`` > 0 (see the module doc)."""
+    return st[S_T0] + np.int64((d.exch_ns - st[S_D0]) / speed)
+
+
+@njit(cache=True, inline="always")
 def _is_due(now, d, st, clock, speed):
     """Whether record ``d`` may be published at ``now`` (see the module doc's clocks)."""
     if clock == CLOCK_DATA:
         return d.exch_ns <= now
     if speed > 0.0:
-        return st[S_T0] + np.int64((d.exch_ns - st[S_D0]) / speed) <= now
+        return _paced_ns(d, st, speed) <= now
     return True
 
 
@@ -141,6 +143,60 @@ def _finish(data, st, counters, i):
     if i >= data.shape[0] and st[S_FINISHED] == 0:
         st[S_FINISHED] = 1
         counters[C_FINISHED] = np.uint64(1)
+
+
+@njit(cache=True, inline="always")
+def _ready(now, data, st, counters, clock, speed):
+    """Whether a step has work at ``now``: data left (else mark the end) and the next record due."""
+    if st[S_FINISHED] != 0:
+        return False
+    i = st[S_CURSOR]
+    if i >= data.shape[0]:
+        _finish(data, st, counters, i)
+        return False
+    _start(now, data, st)
+    return _is_due(now, data[i], st, clock, speed)
+
+
+@njit(cache=True, inline="always")
+def _batch(ctl, st, clock, speed):
+    """``(stamp, head, seq)`` of a step's batch: the clock at publication for unpaced
+    wall-clock records (read once: a batch leaves at one instant), the cursor of the first
+    claimed slot, the first record's ``seq``."""
+    stamp = monotonic_ns() if clock == CLOCK_WALL and speed <= 0.0 else 0
+    return stamp, spsc.head_of(ctl), np.uint64(st[S_SEQ])
+
+
+@njit(cache=True, inline="always")
+def _recv_time(now, d, st, clock, speed, stamp, hists, h_lag):
+    """``(due, recv_ns)`` of record ``d`` at ``now`` (see the module doc's clocks): data time on
+    the data clock; the paced due time on the wall clock, its lag recorded when it is due;
+    ``stamp`` (the clock at publication) when unpaced."""
+    if clock == CLOCK_DATA:
+        return d.exch_ns <= now, d.exch_ns
+    if speed > 0.0:
+        recv = _paced_ns(d, st, speed)
+        if recv > now:
+            return False, recv
+        hdr_record(hists, h_lag, now - recv)
+        return True, recv
+    return True, stamp
+
+
+@njit(cache=True, inline="always")
+def _engine_sym(smap, sym):
+    """The engine's symbol id of a data symbol id, or -1 when the engine does not trade it."""
+    return smap[sym] if sym < smap.shape[0] else -1
+
+
+@njit(cache=True, inline="always")
+def _count(data, st, counters, i, published, used, skipped):
+    """Add a step's common counts and move the cursor to ``i`` (last: ``finished`` is set only
+    after the counts it ends are in)."""
+    counters[C_RECORDS_OUT] += np.uint64(published)
+    counters[C_RECORDS_IN] += np.uint64(used)
+    counters[C_SKIPPED] += np.uint64(skipped)
+    _finish(data, st, counters, i)
 
 
 # -- ReplayFeed ------------------------------------------------------------------------------------
@@ -181,45 +237,29 @@ def _level(r, seq, recv, exch, s, flags, price, size):
 @njit(cache=True, _nrt=False)
 def replay_step(now, ctl, recs, data, smap, hists, h_lag, counters, st, pi, pf):
     """Publish the data records due at ``now`` (at most ``batch``); return data records consumed."""
-    if st[S_FINISHED] != 0:
-        return 0
-    n = data.shape[0]
-    i = st[S_CURSOR]
-    if i >= n:
-        _finish(data, st, counters, i)
-        return 0
-    _start(now, data, st)
     clock, batch, synth = pi[P_CLOCK], pi[P_BATCH], pi[P_SYNTH]
     speed = pf[F_SPEED]
-    if not _is_due(now, data[i], st, clock, speed):
-        return 0                                     # nothing due: claim nothing
+    if not _ready(now, data, st, counters, clock, speed):
+        return 0                                     # done, or nothing due: claim nothing
+    n = data.shape[0]
+    i = st[S_CURSOR]
     per = 3 if synth != 0 else 1                     # a trade may need a synthetic book first
     k = np.int64(spsc.claim(ctl, batch * per))
     if k < per:
         return 0
-    stamp = monotonic_ns() if clock == CLOCK_WALL and speed <= 0.0 else 0
+    stamp, start, seq = _batch(ctl, st, clock, speed)
     half, qsz = pf[F_HALF_SPREAD], pf[F_QUOTE_SIZE]
-    start = spsc.head_of(ctl)
-    seq = np.uint64(st[S_SEQ])
     j = 0
     used = 0
     skipped = trades = quotes = book = synthetic = 0
     while i < n and used < batch and j + per <= k:
         d = data[i]
-        if clock == CLOCK_DATA:
-            if d.exch_ns > now:
-                break
-            recv = d.exch_ns
-        elif speed > 0.0:
-            recv = st[S_T0] + np.int64((d.exch_ns - st[S_D0]) / speed)
-            if recv > now:
-                break
-            hdr_record(hists, h_lag, now - recv)
-        else:
-            recv = stamp
+        due, recv = _recv_time(now, d, st, clock, speed, stamp, hists, h_lag)
+        if not due:
+            break
         i += 1
         used += 1
-        s = smap[d.sym] if d.sym < smap.shape[0] else -1
+        s = _engine_sym(smap, d.sym)
         if s < 0:
             skipped += 1
             continue
@@ -243,93 +283,41 @@ def replay_step(now, ctl, recs, data, smap, hists, h_lag, counters, st, pi, pf):
     if j > 0:
         spsc.commit(ctl, j)
         st[S_SEQ] += j
-    counters[C_RECORDS_OUT] += np.uint64(j)
-    counters[C_RECORDS_IN] += np.uint64(used)
-    counters[C_SKIPPED] += np.uint64(skipped)
     counters[C_SYNTHETIC] += np.uint64(synthetic)
     counters[C_TRADES] += np.uint64(trades)
     counters[C_QUOTES] += np.uint64(quotes)
     counters[C_BOOK] += np.uint64(book)
-    _finish(data, st, counters, i)
+    _count(data, st, counters, i, j, used, skipped)
     return used
 
 
 # -- ReplayBars ------------------------------------------------------------------------------------
 
-@njit(cache=True, inline="always")
-def _book_event(e, seq, recv, s, kind, top):
-    e.tick_seq = seq
-    e.feed_ns = recv
-    e.sym = s
-    e.kind = kind
-    e.valid = top.valid
-    e.bid = top.bid
-    e.ask = top.ask
-    e.bid_size = top.bid_size
-    e.ask_size = top.ask_size
-    e.trade_px = 0.0
-    e.trade_size = 0.0
-    if top.valid != 0:
-        tot = top.bid_size + top.ask_size
-        e.microprice = (top.bid * top.ask_size + top.ask * top.bid_size) / tot
-        e.imbalance = (top.bid_size - top.ask_size) / tot
-    else:
-        e.microprice = 0.0
-        e.imbalance = 0.0
-    e.bar_open = 0.0
-    e.bar_high = 0.0
-    e.bar_low = 0.0
-    e.bar_close = 0.0
-    e.bar_volume = 0.0
-    e.bar_vwap = 0.0
-    e.bar_start_ns = 0
-    e.bar_end_ns = 0
-    e.bar_count = 0
-    e.bar_type = 0
-    e.bar_spec = 0
-
-
 @njit(cache=True, _nrt=False)
 def bars_step(now, ctl, recs, data, smap, period, top_seqs, top_rows, tops, hists, h_lag, counters, st, pi, pf):
     """Publish the bars due at ``now`` (top, quote event, bar event); return bars consumed."""
-    if st[S_FINISHED] != 0:
+    clock, batch = pi[P_CLOCK], pi[P_BATCH]
+    speed = pf[F_SPEED]
+    if not _ready(now, data, st, counters, clock, speed):
         return 0
     n = data.shape[0]
     i = st[S_CURSOR]
-    if i >= n:
-        _finish(data, st, counters, i)
-        return 0
-    _start(now, data, st)
-    clock, batch = pi[P_CLOCK], pi[P_BATCH]
-    speed = pf[F_SPEED]
-    if not _is_due(now, data[i], st, clock, speed):
-        return 0
     k = np.int64(spsc.claim(ctl, batch * 2))
     if k < 2:
         return 0
-    stamp = monotonic_ns() if clock == CLOCK_WALL and speed <= 0.0 else 0
+    stamp, start, seq = _batch(ctl, st, clock, speed)
     half, qsz = pf[F_HALF_SPREAD], pf[F_QUOTE_SIZE]
-    start = spsc.head_of(ctl)
-    seq = np.uint64(st[S_SEQ])
     j = 0
     used = 0
     skipped = bars = no_volume = 0
     while i < n and used < batch and j + 2 <= k:
         d = data[i]
-        if clock == CLOCK_DATA:
-            if d.exch_ns > now:
-                break
-            recv = d.exch_ns
-        elif speed > 0.0:
-            recv = st[S_T0] + np.int64((d.exch_ns - st[S_D0]) / speed)
-            if recv > now:
-                break
-            hdr_record(hists, h_lag, now - recv)
-        else:
-            recv = stamp
+        due, recv = _recv_time(now, d, st, clock, speed, stamp, hists, h_lag)
+        if not due:
+            break
         i += 1
         used += 1
-        s = smap[d.sym] if d.sym < smap.shape[0] else -1
+        s = _engine_sym(smap, d.sym)
         if s < 0:
             skipped += 1
             continue
@@ -353,32 +341,22 @@ def bars_step(now, ctl, recs, data, smap, period, top_seqs, top_rows, tops, hist
         write_begin(top_seqs, s)
         top_rows[s] = top
         write_end(top_seqs, s)
+        micro, imb = top_touch(top)
         if top.valid != 0:
-            _book_event(recs[spsc.slot(ctl, start + np.uint64(j))], seq + np.uint64(j), recv, s, TICK_QUOTE, top)
+            top_event(recs[spsc.slot(ctl, start + np.uint64(j))], seq + np.uint64(j), recv, s, TICK_QUOTE, top,
+                      micro, imb)
             j += 1
         e = recs[spsc.slot(ctl, start + np.uint64(j))]
-        _book_event(e, seq + np.uint64(j), recv, s, TICK_BAR, top)
-        e.bar_open = d.bid
-        e.bar_high = d.ask
-        e.bar_low = d.bid_size
-        e.bar_close = c
-        e.bar_volume = d.size
-        e.bar_vwap = d.ask_size
-        e.bar_start_ns = d.exch_ns
-        e.bar_end_ns = d.exch_ns + period[s]
-        e.bar_type = BAR_TIME
-        e.bar_spec = VENUE_BAR_SPEC
+        top_event(e, seq + np.uint64(j), recv, s, TICK_BAR, top, micro, imb)
+        bar_record_fields(e, d, d.exch_ns + period[s])
         j += 1
         bars += 1
     if j > 0:
         publish(ctl, recs, j)
         st[S_SEQ] += j
-    counters[C_RECORDS_OUT] += np.uint64(j)
-    counters[C_RECORDS_IN] += np.uint64(used)
-    counters[C_SKIPPED] += np.uint64(skipped)
     counters[C_BARS] += np.uint64(bars)
     counters[C_NO_VOLUME] += np.uint64(no_volume)
-    _finish(data, st, counters, i)
+    _count(data, st, counters, i, j, used, skipped)
     return used
 
 

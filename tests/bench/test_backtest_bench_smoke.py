@@ -11,12 +11,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench_proc import json_report, run_module
+
 TIMEOUT_S = 600
 
 HOST_KEYS = {"cpus", "cpu_model", "kernel", "python", "numba", "numpy", "loadavg_start", "loadavg_end"}
@@ -38,23 +35,9 @@ def _positive(x) -> bool:
 def test_backtest_bench_tiny_json(tmp_path):
     before = _pyrt_shm()
     out_file = tmp_path / "backtest.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, "-m", "bench.backtest", "--json", "--events", "4000", "--bars", "400",
-           "--sweep-runs", "2", "--sweep-events", "2000", "--repeats", "1", "--workers", "1,2",
-           "--instant-ticks", "16", "--out", str(out_file)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-        raise AssertionError(f"bench.backtest did not finish within {TIMEOUT_S} s")
-    assert proc.returncode == 0, stderr[-4000:]
-    r = json.loads(stdout)                                  # stdout is the JSON and nothing else
+    r = json_report(run_module("bench.backtest", "--json", "--events", "4000", "--bars", "400",
+                               "--sweep-runs", "2", "--sweep-events", "2000", "--repeats", "1", "--workers",
+                               "1,2", "--instant-ticks", "16", "--out", str(out_file), timeout=TIMEOUT_S))
     assert json.loads(out_file.read_text()) == r
 
     assert r["bench"] == "backtest" and HOST_KEYS <= set(r["host"])

@@ -8,13 +8,9 @@ oracle (targets are reported, never asserted).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench_proc import json_report, run_module
+
 TIMEOUT_S = 240
 PCT_KEYS = {"p50_ns", "p90_ns", "p99_ns", "p999_ns", "mean_ns", "max_ns", "n"}
 
@@ -28,24 +24,9 @@ def _positive_pcts(d: dict, n: int | None = None) -> None:
 
 def test_feed_bench_tiny_run_json_shape(tmp_path):
     out_file = tmp_path / "feed.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     n = 200
-    cmd = [sys.executable, "-m", "bench.feed", "--json", "--messages", str(n), "--rate", "2000", "--batch", "5",
-           "--orders", "10", "--out", str(out_file)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-        raise AssertionError(f"bench.feed did not finish within {TIMEOUT_S} s")
-    assert proc.returncode == 0, stderr[-4000:]
-
-    report = json.loads(stdout)                                 # stdout is the JSON and nothing else
+    report = json_report(run_module("bench.feed", "--json", "--messages", str(n), "--rate", "2000", "--batch", "5",
+                                    "--orders", "10", "--out", str(out_file), timeout=TIMEOUT_S))
     assert json.loads(out_file.read_text()) == report
     assert report["bench"] == "feed" and report["command"].startswith("pyrt bench feed ")
     assert {"cpus", "cpu_model", "kernel", "python", "preempt_rt", "isolated_cpus", "loadavg_start",

@@ -5,35 +5,21 @@ sample counts and that percentiles are monotone. One CPU spins at a time, for 0.
 """
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench_proc import json_report, run_module
+
 ROW_KEYS = {"cpu", "seconds", "samples", "p50_ns", "p99_ns", "p999_ns", "p9999_ns", "max_ns",
             "gaps_over_threshold", "threshold_ns", "stalled_ns_total"}
 HOST_KEYS = {"cpus", "kernel", "preempt_rt", "isolated_cpus", "clocksource", "python", "numba"}
 
 
 def _jitter(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, "-m", "pyrt_shm.cli", "bench", "jitter", *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise AssertionError(f"pyrt bench jitter {' '.join(args)} did not finish in {timeout} s")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return run_module("pyrt_shm.cli", "bench", "jitter", *args, timeout=timeout)
 
 
 def test_jitter_json_one_cpu():
-    p = _jitter("--seconds", "0.3", "--cpus", "0", "--json")
-    assert p.returncode == 0, p.stderr[-4000:]
-    report = json.loads(p.stdout)                      # stdout is the JSON and nothing else
+    report = json_report(_jitter("--seconds", "0.3", "--cpus", "0", "--json"))
     assert HOST_KEYS <= set(report["host"])
     assert isinstance(report["host"]["preempt_rt"], bool)
     assert report["command"].startswith("pyrt bench jitter ") and "--json" in report["command"]

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench_proc import json_report, run_module
+
 SHM = "/dev/shm"
 TIMEOUT_S = 180
 
@@ -38,23 +35,9 @@ def _bench_entries() -> set[str]:
 def test_pipeline_bench_quick_json(tmp_path):
     before = _bench_entries()
     out_file = tmp_path / "pipeline.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, "-m", "bench.pipeline", "--quick", "--json", "--rates", "10000",
-           "--placements", "fused", "--baseline-rates", "10000", "--out", str(out_file)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)        # the bench unwinds and closes its engines
-        try:
-            proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-        raise AssertionError(f"bench.pipeline --quick did not finish within {TIMEOUT_S} s")
-    assert proc.returncode == 0, stderr[-4000:]
-
-    report = json.loads(stdout)                       # stdout is the JSON and nothing else
+    report = json_report(run_module("bench.pipeline", "--quick", "--json", "--rates", "10000", "--placements",
+                                    "fused", "--baseline-rates", "10000", "--out", str(out_file),
+                                    timeout=TIMEOUT_S))
     assert json.loads(out_file.read_text()) == report
 
     assert HOST_KEYS <= set(report["host"])

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench_proc import json_report, run_module
+
 SHM = "/dev/shm"
 
 IMPL_PLACEMENTS = {
@@ -43,19 +41,9 @@ def _bench_entries() -> set[str]:
 def test_ring_bench_quick_json(tmp_path):
     before = _bench_entries()
     out_file = tmp_path / "ring.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, "-m", "bench.ring", "--quick", "--json", "--messages", "2000",
-           "--tput-seconds", "0.05", "--out", str(out_file)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise AssertionError("bench.ring --quick did not finish within 240 s")
-    assert proc.returncode == 0, stderr[-4000:]
-
-    report = json.loads(stdout)                       # stdout is the JSON and nothing else
+    proc = run_module("bench.ring", "--quick", "--json", "--messages", "2000", "--tput-seconds", "0.05",
+                      "--out", str(out_file), timeout=240)
+    report = json_report(proc)
     assert json.loads(out_file.read_text()) == report
 
     assert HOST_KEYS <= set(report["host"])
@@ -73,7 +61,7 @@ def test_ring_bench_quick_json(tmp_path):
     assert len(report["results"]) == len(expected)
     for key, r in rows.items():
         assert ROW_KEYS <= set(r), key
-        assert r["complete"], (key, r.get("notes"), stderr[-2000:])
+        assert r["complete"], (key, r.get("notes"), proc.stderr[-2000:])
         assert r["payload"], key
         if r["mode"] == "latency":
             assert r["rate"] == 100_000 and r["messages"] == 2000, key

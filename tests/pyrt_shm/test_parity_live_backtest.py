@@ -44,6 +44,7 @@ import os
 
 import numpy as np
 
+from bench.backtest import LOOSE_LIMITS          # limits that never bind (the module doc's list)
 from engine_proc import ROOT, finish, shm_entries, start_engine, stop_engine, summary_of
 
 CONFIG = os.path.join(ROOT, "config", "journaled.toml")
@@ -55,34 +56,6 @@ FIELDS = ("order_id", "intent_seq", "sym", "side", "order_type", "tif", "qty", "
           "action", "orig_order_id", "parent_id", "feed_ns")
 TICK_FIELDS_BUT_EXCH = ("seq", "recv_ns", "sym", "kind", "flags", "price", "size", "bid", "ask", "bid_size",
                         "ask_size")
-LOOSE_LIMITS = """
-[account]
-starting_equity = 1000000.0
-leverage = 1000.0
-pnl_method = "average"
-
-[orders]
-max_order_qty = 1e9
-max_order_notional = 1e15
-max_open_orders = 4096
-rate_per_sec = 0
-rate_per_min = 0
-price_collar_bps = 0.0
-
-[positions]
-max_position = 1e12
-max_gross_exposure = 1e18
-max_net_exposure = 1e18
-max_concentration = 1e9
-restricted = []
-
-[loss]
-daily_loss_limit = 0.0
-max_drawdown = 0.0
-auto_halt = false
-stop_loss_bps = 0.0
-trailing_stop_bps = 0.0
-"""
 
 
 def _replace(text: str, old: str, new: str) -> str:

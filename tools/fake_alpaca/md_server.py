@@ -29,16 +29,15 @@ other threads reach it through ``loop.call_soon_threadsafe``.
 """
 from __future__ import annotations
 
-import asyncio
 import collections
-import hmac
 import itertools
 import time
 
-from picows import WSCloseCode, WSListener, WSMsgType, WSUpgradeRequest, ws_create_server
+from picows import WSCloseCode, WSMsgType, WSUpgradeRequest
 
 from . import wire
-from .ws_messages import Assembler
+from .ws_messages import Assembler, MessageListener
+from .ws_server import WsServer
 
 STOCK_FEEDS = ("iex", "sip", "test", "delayed_sip")
 CRYPTO_PATH = "/v1beta3/crypto/us"
@@ -73,28 +72,21 @@ def endpoints(plan_feeds) -> dict[str, Endpoint]:
     return out
 
 
-class MdServer:
+class MdServer(WsServer):
     """The market-data server; ``emit`` fans data points out to subscribed sessions."""
+
+    PREFIX = "md"
 
     def __init__(self, key_id: str, secret_key: str, plan_feeds, symbol_limit: int, auth_timeout_s: float,
                  market, faults, stats) -> None:
-        self._key, self._secret = key_id, secret_key
+        super().__init__(key_id, secret_key, stats)
         self.endpoints = endpoints(plan_feeds)
         self.symbol_limit, self.auth_timeout_s = symbol_limit, auth_timeout_s
-        self.market, self.faults, self.stats = market, faults, stats
-        self.sessions: set[MdSession] = set()
+        self.market, self.faults = market, faults
         self.authed: dict[str, MdSession] = {}       # path -> its one authenticated session
         self.seen: set[str] = set()                  # paths that had an authenticated session
         self.history = {"stocks": collections.deque(maxlen=HISTORY), "crypto": collections.deque(maxlen=HISTORY)}
         self._malformed_kind = itertools.cycle(range(4))
-        self.server: asyncio.AbstractServer | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    async def start(self, host: str, port: int) -> int:
-        self.loop = asyncio.get_running_loop()
-        self.server = await ws_create_server(self._route, host, port, websocket_handshake_timeout=5,
-                                             logger_name="fake_alpaca.md")
-        return self.server.sockets[0].getsockname()[1]
 
     def _route(self, request: WSUpgradeRequest):
         path = request.path.decode("latin-1").split("?", 1)[0]
@@ -105,11 +97,6 @@ class MdServer:
         use_mp = "application/msgpack" in request.headers.get("Content-Type", "").lower()
         hdr_auth = (request.headers.get("APCA-API-KEY-ID"), request.headers.get("APCA-API-SECRET-KEY"))
         return MdSession(self, ep, use_mp, hdr_auth if hdr_auth[0] is not None else None)
-
-    def check_keys(self, key, secret) -> bool:
-        if not isinstance(key, str) or not isinstance(secret, str):
-            return False
-        return hmac.compare_digest(key, self._key) & hmac.compare_digest(secret, self._secret)
 
     # -- data ---------------------------------------------------------------------------------
     def emit(self, crypto: bool, points: list[dict]) -> None:
@@ -144,31 +131,8 @@ class MdServer:
             obj = [{"T": "q", "S": sym, "bp": "abc", "bs": "x", "ap": None, "as": [], "t": t}]
         return wire.encode(obj, use_mp)
 
-    # -- faults and shutdown --------------------------------------------------------------------
-    def drop_all(self) -> int:
-        """Abort every connection (TCP reset, no CLOSE frame); returns how many."""
-        n = 0
-        for s in list(self.sessions):
-            s.release()
-            s.transport.disconnect(graceful=False)
-            n += 1
-        self.stats.inc("md_connections_dropped", n)
-        return n
 
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for s in list(self.sessions):
-            s.release()
-            s.transport.disconnect(graceful=False)
-        if self.server is not None:
-            try:
-                await asyncio.wait_for(self.server.wait_closed(), 2.0)
-            except asyncio.TimeoutError:
-                pass
-
-
-class MdSession(WSListener):
+class MdSession(MessageListener):
     """One market-data connection: auth, subscriptions, reassembly, encoding."""
 
     def __init__(self, server: MdServer, endpoint: Endpoint, use_mp: bool, header_auth) -> None:
@@ -206,13 +170,6 @@ class MdSession(WSListener):
 
     def resume_writing(self) -> None:
         self._paused_since = None
-
-    def on_ws_frame(self, transport, frame) -> None:
-        for payload, what in self._assembler.feed(transport, frame):
-            if payload is None:
-                self._bad(what)
-            else:
-                self._message(payload, what)
 
     # -- protocol -----------------------------------------------------------------------------
     def release(self) -> None:

@@ -20,33 +20,22 @@ there (the broker hands updates over with ``loop.call_soon_threadsafe``).
 """
 from __future__ import annotations
 
-import asyncio
-import hmac
-
 import msgpack
 import orjson
-from picows import WSCloseCode, WSListener, WSMsgType, ws_create_server
+from picows import WSCloseCode, WSMsgType
 
 from . import wire
-from .ws_messages import Assembler
+from .ws_messages import Assembler, MessageListener
+from .ws_server import WsServer
 
 PATH = "/stream"
 STREAMS = ("trade_updates",)
 
 
-class TradeStreamServer:
+class TradeStreamServer(WsServer):
     """The trading-stream server; ``emit`` sends one trade update to every listener."""
 
-    def __init__(self, key_id: str, secret_key: str, stats) -> None:
-        self._key, self._secret = key_id, secret_key
-        self.stats = stats
-        self.sessions: set[StreamSession] = set()
-        self.server: asyncio.AbstractServer | None = None
-
-    async def start(self, host: str, port: int) -> int:
-        self.server = await ws_create_server(self._route, host, port, websocket_handshake_timeout=5,
-                                             logger_name="fake_alpaca.stream")
-        return self.server.sockets[0].getsockname()[1]
+    PREFIX = "stream"
 
     def _route(self, request):
         if request.path.decode("latin-1").split("?", 1)[0] != PATH:
@@ -54,11 +43,6 @@ class TradeStreamServer:
             return None
         use_mp = "application/msgpack" in request.headers.get("Content-Type", "").lower()
         return StreamSession(self, use_mp)
-
-    def check_keys(self, key, secret) -> bool:
-        if not isinstance(key, str) or not isinstance(secret, str):
-            return False
-        return hmac.compare_digest(key, self._key) & hmac.compare_digest(secret, self._secret)
 
     def emit(self, update: dict) -> None:
         msg = {"stream": "trade_updates", "data": update}
@@ -77,28 +61,8 @@ class TradeStreamServer:
             if update["event"] in ("fill", "partial_fill"):
                 self.stats.inc("fills_sent")
 
-    def drop_all(self) -> int:
-        n = 0
-        for s in list(self.sessions):
-            s.authed = False
-            s.transport.disconnect(graceful=False)
-            n += 1
-        self.stats.inc("stream_connections_dropped", n)
-        return n
 
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for s in list(self.sessions):
-            s.transport.disconnect(graceful=False)
-        if self.server is not None:
-            try:
-                await asyncio.wait_for(self.server.wait_closed(), 2.0)
-            except asyncio.TimeoutError:
-                pass
-
-
-class StreamSession(WSListener):
+class StreamSession(MessageListener):
     """One trading-stream connection."""
 
     def __init__(self, server: TradeStreamServer, use_mp: bool) -> None:
@@ -114,20 +78,17 @@ class StreamSession(WSListener):
         self.server.stats.inc("stream_connections")
 
     def on_ws_disconnected(self, transport) -> None:
-        self.authed = False
+        self.release()
         self.server.sessions.discard(self)
 
-    def on_ws_frame(self, transport, frame) -> None:
-        for payload, what in self._assembler.feed(transport, frame):
-            if payload is None:
-                self._error(what)
-            else:
-                self._message(payload, what)
+    def release(self) -> None:
+        """Stop sending updates here (disconnect, drop, shutdown)."""
+        self.authed = False
 
     def _send(self, obj: dict) -> None:
         self.transport.send(WSMsgType.BINARY, msgpack.packb(obj) if self.use_mp else orjson.dumps(obj))
 
-    def _error(self, why: str) -> None:
+    def _bad(self, why: str) -> None:
         self.server.stats.inc("stream_bad_messages_in")
         self._send({"stream": "error", "data": {"message": why}})
 
@@ -135,12 +96,12 @@ class StreamSession(WSListener):
         try:
             msg = wire.decode(data, self.use_mp and msg_type == WSMsgType.BINARY)
         except ValueError as e:
-            self._error(str(e))
+            self._bad(str(e))
             return
         action = msg.get("action") if isinstance(msg, dict) else None
         body = msg.get("data") if isinstance(msg, dict) else None
         if action not in ("authenticate", "listen") or not isinstance(body, dict):
-            self._error(f"unknown action {action!r} or no data object")
+            self._bad(f"unknown action {action!r} or no data object")
             return
         if action == "authenticate":
             self._authenticate(body)
@@ -164,7 +125,7 @@ class StreamSession(WSListener):
             return
         streams = body.get("streams")
         if not isinstance(streams, list) or not all(isinstance(s, str) for s in streams):
-            self._error("listen: data.streams must be a list of strings")
+            self._bad("listen: data.streams must be a list of strings")
             return
         self.streams = [s for s in streams if s in STREAMS]
         self.server.stats.inc("stream_listens")

@@ -6,7 +6,7 @@ into its receive buffer and is invalid once ``on_ws_frame`` returns: fragments a
 """
 from __future__ import annotations
 
-from picows import WSCloseCode, WSMsgType
+from picows import WSCloseCode, WSListener, WSMsgType
 
 MAX_MESSAGE = 1 << 20        # a reassembled message larger than this is refused
 
@@ -51,3 +51,16 @@ class Assembler:
         else:
             self._frag, self._type = bytearray(frame.get_payload_as_memoryview()), mt
         return out
+
+
+class MessageListener(WSListener):
+    """A picows listener that works in whole messages: ``on_ws_frame`` feeds the session's
+    ``_assembler`` (an Assembler) and calls ``_message(payload, msg_type)`` per whole message
+    and ``_bad(reason)`` per rule break, which the subclass defines."""
+
+    def on_ws_frame(self, transport, frame) -> None:
+        for payload, what in self._assembler.feed(transport, frame):
+            if payload is None:
+                self._bad(what)
+            else:
+                self._message(payload, what)
