@@ -67,7 +67,9 @@ def twin(a: np.ndarray, n: int | None = None) -> np.ndarray:
     return np.zeros(a.shape[0] if n is None else n, a.dtype)
 
 
-@njit(cache=True)
+# Called from the duty cycles of NRT-free steps (risk, exec, ...): compiled without numba's
+# reference counting, explicitly (numba's cache key ignores the flag); it allocates nothing.
+@njit(cache=True, _nrt=False)
 def publish(ctl, recs, n):
     """Stamp ``sent_ns`` (CLOCK_MONOTONIC, now) on the ``n`` records written at ``head`` and commit.
 

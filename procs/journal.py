@@ -80,7 +80,10 @@ P_BATCH = 0
 
 # -- jitted helpers ----------------------------------------------------------------------------
 
-@njit(cache=True, inline="always")
+# Compiled without numba's reference counting (``_nrt=False``), explicitly: they run inside the
+# NRT-free duty loops (exec_step_journaled calls journal_ring), allocate nothing, and numba's
+# cache key ignores the flag.
+@njit(cache=True, inline="always", _nrt=False)
 def journal_append(recs, st, rec):
     """Append ``rec`` (a record of ``recs``' dtype) to the journal; count it if it is full.
 
@@ -94,7 +97,7 @@ def journal_append(recs, st, rec):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def journal_ring(in_ctl, in_recs, recs, st):
     """Consumer side, before the consumer's own step: journal every record readable in the
     input ring that has not been journaled yet (``st[J_CURSOR]`` is the next ring cursor).
@@ -117,7 +120,7 @@ def journal_ring(in_ctl, in_recs, recs, st):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def tick_journal_step(in_ctl, in_recs, out_ctl, out_recs, jrecs, jst, counters, pi):
     """Copy up to ``batch`` ticks from the input ring to the output ring (as many as it has
     room for: backpressure, nothing dropped) and append each to the journal. Return the count."""

@@ -108,13 +108,17 @@ def _record(h, value, count):
     return v
 
 
-@njit(cache=True)
+# The recorders are called from every stage's duty cycle (and from the generated loops): compiled
+# without numba's reference counting (``_nrt=False``), explicitly, because numba's cache key
+# ignores the flag, so otherwise the first caller to compile them would decide it. They
+# allocate nothing.
+@njit(cache=True, _nrt=False)
 def hdr_record(hists, i, value_ns):
     """Record one latency ``value_ns`` into row ``i`` of ``hists`` (an array of HISTOGRAM)."""
     _record(hists[i], value_ns, 1)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def hdr_record_n(hists, i, value, count):
     """Record ``value`` ``count`` times (like ``hdrh`` ``record_value(value, count)``).
 
@@ -124,7 +128,7 @@ def hdr_record_n(hists, i, value, count):
         _record(hists[i], value, np.int64(count))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def hdr_record_corrected(hists, i, value, expected_interval):
     """Record ``value`` and back-fill the samples a stall of ``value`` hid (coordinated omission).
 

@@ -55,7 +55,12 @@ from pyrt_shm.hdr_recorder import hdr_record
 {imports}
 
 
-@njit(cache=True)
+# No reference counting here (``_nrt=False``): the loop allocates nothing, and with it every
+# array argument handed out of the stages' tuples costs an atomic incref/decref pair per
+# call, idle cycles included (measured: exec_step idle 225 -> 41 ns, venue_step 91 -> 31 ns
+# once the caller is NRT-free). A step compiled with NRT may still be called from here; its
+# own allocations are counted inside it, and steps return plain integers.
+@njit(cache=True, _nrt=False)
 def loop(deadline_ns, mode, active, hists, cycle_row{params}):
     cycles = 0
     work = 0

@@ -30,20 +30,23 @@ from ._atomics import fence_acquire, fence_release, load_acquire, load_relaxed, 
 from .seqlock_view import SeqlockTable  # noqa: F401  (re-exported: the numba-free façade)
 
 
-@njit(cache=True, inline="always")
+# The jitted side is compiled without numba's reference counting (``_nrt=False``), explicitly:
+# the stages' duty cycles call it without NRT, nothing here allocates, and numba's cache key
+# ignores the flag (otherwise whichever caller compiled first would decide it).
+@njit(cache=True, inline="always", _nrt=False)
 def write_begin(seqs, i):
     """Writer: mark row ``i`` as being written."""
     store_release(seqs, i, seqs[i] + np.uint64(1))
     fence_release()
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", _nrt=False)
 def write_end(seqs, i):
     """Writer: publish row ``i``."""
     store_release(seqs, i, seqs[i] + np.uint64(1))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def read_row(seqs, rows, i, out, max_tries):
     """Reader: copy a consistent snapshot of row ``i`` into ``out[0]``; return the tries used, or 0.
 
@@ -71,11 +74,11 @@ def _write_fields(seqs, rows, i, fields):
     _end(seqs, i)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _begin(seqs, i):
     write_begin(seqs, i)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _end(seqs, i):
     write_end(seqs, i)

@@ -134,8 +134,10 @@ def depth(ctl):
 #   consumer: parked = 1; fence_seq_cst; if poll() > 0: parked = 0, don't sleep
 #   producer: commit (head); fence_seq_cst; if parked: post the semaphore
 # Either the consumer sees the new head, or the producer sees parked == 1.
+# Compiled without numba's reference counting (``_nrt=False``), explicitly: they allocate
+# nothing, and numba's cache key ignores the flag (the first caller would decide it).
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def prepare_park(ctl):
     """Consumer: announce the intent to park; return records available (0 = safe to sleep)."""
     store_release(ctl, IDX_PARKED, 1)
@@ -146,13 +148,13 @@ def prepare_park(ctl):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def unpark(ctl):
     """Consumer: clear the parked flag after waking."""
     store_release(ctl, IDX_PARKED, 0)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def needs_wake(ctl):
     """Producer, after ``commit``: 1 if the consumer is parked and must be woken."""
     fence_seq_cst()
