@@ -56,7 +56,7 @@ from pyrt_shm.credentials import MissingCredentials, alpaca_credentials
 from pyrt_shm.stage import Stage
 
 from . import check_keys, int_param
-from .alpaca_md import COUNT_NAMES, MdDecoder
+from .alpaca_md import MdDecoder
 from .alpaca_md_client import MdClient, record_samples
 from .alpaca_md_session import CHANNELS, MdSession
 from .tick_writer import TickWriter
@@ -118,8 +118,8 @@ class AlpacaFeed(Stage):
         self.decoder = MdDecoder(symbols, self.writer)
         self.session = MdSession(self.url, creds.key_id, creds.secret_key, {c: symbols for c in channels})
         self._i_stale = self.COUNTERS.index("stale")
-        self._sink_index = [(self.COUNTERS.index(n), n) for n in COUNT_NAMES + (
-            "ticks_out", "reconnects", "errors", "connected", "finished") if n in self.COUNTERS]
+        # Every counter but ``stale`` (the agent loop's) comes from the client thread's counts().
+        self._sink_index = [(i, n) for i, n in enumerate(self.COUNTERS) if n != "stale"]
         stop = None
         if ctx.control is not None:
             flags, i = ctx.control[0]["stop"], ctx.index

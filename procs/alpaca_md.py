@@ -125,9 +125,6 @@ class MdDecoder:
         self._hot = (self.ids, self._ts, writer.put, writer.pack, writer.buf, writer.mask, self._quote_t,
                      self._quote_c, self._trade_id)       # one attribute load per frame, not nine
 
-    def count(self, name: str) -> int:
-        return self.counts[COUNT_NAMES.index(name)]
-
     def decode(self, payload, recv_ns: int) -> int:
         """Decode one frame payload (bytes, memoryview or str); return the records published.
 

@@ -102,7 +102,7 @@ RECORD_SIZE = TICK.itemsize
 class TickWriter:
     """Producer of one TICK ``SpscRing`` (see module doc)."""
 
-    __slots__ = ("ring", "_ctl", "_cw", "_buf", "_pack", "pack", "buf", "_scratch", "capacity", "mask", "drop",
+    __slots__ = ("ring", "_ctl", "_cw", "pack", "buf", "_scratch", "capacity", "mask", "drop",
                  "portable", "head", "_tail", "seq", "max_ticks", "dropped", "pending", "recv", "n", "free")
 
     def __init__(self, ring, max_ticks: int = 0, portable: bool | None = None):
@@ -111,9 +111,8 @@ class TickWriter:
         self.ring = ring
         self._ctl = ring.ctl
         self._cw = memoryview(ring.ctl).cast("B").cast("Q")          # control words, native u64
-        self._buf = memoryview(ring.recs.reshape(-1).view(np.uint8))  # the record slots, bytes
-        self._pack = self.pack = TICK_STRUCT.pack_into
-        self.buf = self._buf
+        self.buf = memoryview(ring.recs.reshape(-1).view(np.uint8))   # the record slots, bytes
+        self.pack = TICK_STRUCT.pack_into
         self._scratch = bytearray(RECORD_SIZE)
         self.capacity = int(ring.recs.shape[0])
         self.mask = self.capacity - 1
@@ -155,7 +154,7 @@ class TickWriter:
         """
         n = self.n
         if n < self.free:
-            self._pack(self._buf, ((self.head + n) & self.mask) * RECORD_SIZE, self.seq + n, self.recv,
+            self.pack(self.buf, ((self.head + n) & self.mask) * RECORD_SIZE, self.seq + n, self.recv,
                        exch_ns, sym, kind, flags, price, size, bid, ask, bid_size, ask_size)
             self.n = n + 1
         else:
@@ -195,13 +194,13 @@ class TickWriter:
 
     # -- full ring ----------------------------------------------------------------------------
     def _spill(self, rec: tuple) -> None:
-        self._pack(self._scratch, 0, 0, *rec)          # validate before keeping it (raises struct.error)
+        self.pack(self._scratch, 0, 0, *rec)          # validate before keeping it (raises struct.error)
         if self._limit_reached(1):
             return
         if not self.pending:
             self.free = self._room(True)                  # the consumer may have made room
             if self.n < self.free:
-                self._pack(self._buf, ((self.head + self.n) & self.mask) * RECORD_SIZE, self.seq + self.n,
+                self.pack(self.buf, ((self.head + self.n) & self.mask) * RECORD_SIZE, self.seq + self.n,
                            *rec)
                 self.n += 1
                 return
@@ -219,7 +218,7 @@ class TickWriter:
         k = min(self._room(True), len(p))
         if k < len(p) and not self.finished:
             self._cw[IDX_TIMES_FULL] += 1
-        pack, buf, head, mask, seq = self._pack, self._buf, self.head, self.mask, self.seq
+        pack, buf, head, mask, seq = self.pack, self.buf, self.head, self.mask, self.seq
         for i in range(k):
             pack(buf, ((head + i) & mask) * RECORD_SIZE, seq + i, *p[i])
         if k:

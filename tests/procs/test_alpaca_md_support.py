@@ -13,20 +13,13 @@ import orjson
 from layouts.market import TICK
 from layouts.ring import FULL_BLOCK
 from procs.alpaca_md import MdDecoder
+from procs.alpaca_md_time import format_ns as ts      # unix ns -> Alpaca's text, 9 fraction digits
 from procs.tick_writer import TickWriter
 from pyrt_shm.stage import Stage
 from ringbuf.ring import SpscRing, ring_bytes
 
 SYMBOLS = ("AAPL", "MSFT", "BTC/USD", "ETH/USD")
 T0 = calendar.timegm((2021, 2, 22, 15, 51, 45)) * 1_000_000_000
-
-
-def ts(ns: int) -> str:
-    """Unix ns -> Alpaca's RFC-3339 text with 9 fraction digits."""
-    s, f = divmod(ns, 1_000_000_000)
-    import time
-
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{f:09d}Z"
 
 
 def quote(sym="AAPL", t=T0, bp=126.55, bs=1, ap=126.56, az=2, **extra):
