@@ -217,6 +217,7 @@ def loop(clk, max_cycles, active, rings{params}):
             for c in rings:
                 if spsc.depth(c) != 0:
                     busy = True
+                    break
             if busy:
                 continue
         nxt = NEVER

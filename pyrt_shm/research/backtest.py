@@ -476,14 +476,17 @@ class _Driver:
     """The loop's hooks for this run, run natively or (a Python stage) by ``_python_loop``."""
 
     def __init__(self, stages: list, mem, rec: _Recorder, source, native: bool = True):
-        self.stages, self.mem, self.rec, self.source = stages, mem, rec, source
+        self.stages, self.rec = stages, rec
         index = {s.name: i for i, s in enumerate(stages)}
         self.taps = {}
+        self.tap_at = {}              #: kind -> (stage index, position in its taps), for ``refresh``
         for kind in ("order", "fill"):
             ring = rec.rings[kind]
             if ring is not None:
                 producer = next(r.producer for r in mem.topology.rings if r.record == kind)
-                self.taps.setdefault(index[producer], []).append((tap_ring, rec.tap_args(kind)))
+                lst = self.taps.setdefault(index[producer], [])
+                self.tap_at[kind] = (index[producer], len(lst))
+                lst.append((tap_ring, rec.tap_args(kind)))
         self.timers = [source.timer()]
         for s in stages:
             venue = getattr(s, "venue", None)
@@ -501,13 +504,7 @@ class _Driver:
     def refresh(self) -> None:
         """Hand the (possibly reallocated) buffers to the loop's hooks."""
         rec = self.rec
-        index = {s.name: i for i, s in enumerate(self.stages)}
-        for kind in ("order", "fill"):
-            if rec.rings[kind] is None:
-                continue
-            producer = next(r.producer for r in self.mem.topology.rings if r.record == kind)
-            i = index[producer]
-            k = [j for j, (fn, a) in enumerate(self.taps[i]) if a[0] is rec.rings[kind].ctl][0]
+        for kind, (i, k) in self.tap_at.items():
             self.taps[i][k] = (tap_ring, rec.tap_args(kind))
             if self.loop is not None:
                 self.loop.set_args("taps", (i, k), rec.tap_args(kind))

@@ -39,8 +39,10 @@ from typing import Any
 import numpy as np
 
 from ..config import ConfigError, override_from_dotted
+from .backtest_cmd import parse_value
 from .executors import Run, Task
 from .progress import Progress
+from .report_files import write_atomic
 
 __all__ = ["GridError", "ObjectiveError", "Dimension", "parse_grid_arg", "parse_set_arg",
            "load_grid_file", "check_keys", "grid_size", "expand_grid", "check_objective",
@@ -186,11 +188,7 @@ def parse_set_arg(text: str) -> tuple[str, Any]:
     key, eq, value = text.partition("=")
     if not eq or not value.strip():
         raise GridError([f"{where}: expected KEY=VALUE"])
-    try:
-        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        parsed = value.strip()
-    return _check_key(key, where), parsed
+    return _check_key(key, where), parse_value(value.strip())
 
 
 def _range_table(v) -> bool:
@@ -526,11 +524,11 @@ def _csv_num(v):
 
 def write_json(path: str | os.PathLike, doc: dict) -> None:
     """Write ``doc`` as JSON (NaN/inf as null), atomically: a reader never sees half a file."""
-    tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(_clean(doc), f, indent=1, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(_clean(doc), f, indent=1, default=str)
+            f.write("\n")
+    write_atomic(os.fspath(path), write)
 
 
 def _clean(v):
@@ -549,10 +547,10 @@ def write_results(sweep: Sweep, out_dir: str | os.PathLike, meta: Mapping | None
     """Write ``results.csv`` (one row per run, ranked) and ``results.json``; return the paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {"csv": os.path.join(out_dir, "results.csv"), "json": os.path.join(out_dir, "results.json")}
-    tmp = f"{paths['csv']}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(csv_text(sweep))
-    os.replace(tmp, paths["csv"])
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(csv_text(sweep))
+    write_atomic(paths["csv"], write)
     write_json(paths["json"], {**(meta or {}), **sweep.to_json()})
     return paths
 

@@ -26,6 +26,9 @@ import os
 import sys
 import time
 
+# the same --periods-per-year/--risk-free/--period handling and exit-2 error as ``pyrt backtest``
+from .backtest_cmd import UsageError, _conventions, bundled_data
+
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
@@ -85,10 +88,6 @@ def _parser() -> argparse.ArgumentParser:
                    help="no progress bar")
     r.add_argument("--json", action="store_true", help="print results.json to stdout at the end")
     return ap
-
-
-class UsageError(Exception):
-    """A command-line problem: printed as is, exit 2."""
 
 
 def _space(args):
@@ -154,20 +153,8 @@ def _spans(args):
     return out
 
 
-def _conventions(args):
-    from .metrics import Conventions
-    given = {k: v for k, v in (("periods_per_year", args.periods_per_year),
-                               ("risk_free_rate", args.risk_free), ("period", args.period))
-             if v is not None}
-    try:
-        return Conventions(**given)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
 def _load(args):
     """The market data, as ``pyrt backtest`` loads it (same defaults, same path resolution)."""
-    from .backtest_cmd import bundled_data
     from .data import DataError, load_ticks, resolve
     paths = [resolve(p) for p in args.data] if args.data else bundled_data()
     if not paths:

@@ -67,7 +67,9 @@ def _names(syms: np.ndarray, symbols, what: str) -> list[str]:
     return [names[s] for s in syms.tolist()]
 
 
-def _atomic(path: str, write) -> str:
+def write_atomic(path: str, write) -> str:
+    """``write(tmp)`` then rename ``tmp`` to ``path``: a reader never sees half a file, and a
+    failed write leaves no temporary file behind. Returns ``path``."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         write(tmp)
@@ -84,7 +86,7 @@ def _write_csv(path: str, header, rows) -> str:
             w = csv.writer(f)
             w.writerow(header)
             w.writerows(rows)
-    return _atomic(path, write)
+    return write_atomic(path, write)
 
 
 def trade_rows(tr: np.ndarray, symbols) -> list[list]:
@@ -134,9 +136,9 @@ def write_reports(out_dir, summary: dict, trades, equity, symbols, html: bool = 
             with open(tmp, "wb") as f:
                 f.write(data)
         return write
-    out = {"summary": _atomic(p("summary.json"), write_bytes(text + b"\n")),
+    out = {"summary": write_atomic(p("summary.json"), write_bytes(text + b"\n")),
            "trades": _write_csv(p("trades.csv"), TRADE_COLUMNS, t_rows),
            "equity": _write_csv(p("equity.csv"), EQUITY_COLUMNS, e_rows)}
     if page is not None:
-        out["html"] = _atomic(p("report.html"), write_bytes(page.encode("utf-8")))
+        out["html"] = write_atomic(p("report.html"), write_bytes(page.encode("utf-8")))
     return out

@@ -229,11 +229,3 @@ def render_html(summary: dict, trades: np.ndarray, equity: np.ndarray, symbols, 
              "<h2>All figures</h2>", _table([(k, fmt(v)) for k, v in flatten(summary)], ("key", "value"), "kv")]
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" + html.escape(title)
             + f"</title><style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-
-
-def write_html(path, summary: dict, trades: np.ndarray, equity: np.ndarray, symbols, max_trades: int = 200) -> str:
-    """Write ``render_html(...)`` to ``path`` and return the path."""
-    page = render_html(summary, trades, equity, symbols, max_trades)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(page)
-    return str(path)

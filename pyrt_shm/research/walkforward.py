@@ -41,8 +41,9 @@ from typing import Any
 import numpy as np
 
 from .executors import Run, Task
-from .optimize import (HEADLINE, MAX_RUNS, Dimension, GridError, Sweep, expand_grid, rank_runs,
+from .optimize import (HEADLINE, MAX_RUNS, Dimension, GridError, Sweep, _csv_num, expand_grid, rank_runs,
                        run_tasks, short_names, start_executor, write_json)
+from .report_files import write_atomic
 
 __all__ = ["Span", "Window", "parse_span", "make_windows", "WindowResult", "WalkForward",
            "run_walk_forward", "join_oos", "format_walk_forward", "write_walk_forward", "MODES"]
@@ -383,25 +384,22 @@ def write_walk_forward(wf: WalkForward, out_dir: str | os.PathLike, meta: Mappin
     paths = {"csv": os.path.join(out_dir, "results.csv"), "json": os.path.join(out_dir, "results.json")}
     keys = wf.windows[0].fit.keys if wf.windows else []
     metrics = list(dict.fromkeys([wf.objective, *HEADLINE]))
-    tmp = f"{paths['csv']}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["window", "train_start", "test_start", "test_end", *keys,
-                    *(f"is_{m}" for m in metrics), *(f"oos_{m}" for m in metrics),
-                    "is_runs", "is_failed", "oos_status", "oos_error"])
-        for r in wf.windows:
-            best, test = r.fit.best, r.test
-            ism = best.metrics if best else {}
-            oom = test.metrics if test is not None and test.ok else {}
-            w.writerow([r.window.index, iso(r.window.train_start), iso(r.window.test_start),
-                        iso(r.window.test_end), *((best.params.get(k) if best else "") for k in keys),
-                        *(_csv(ism.get(m)) for m in metrics), *(_csv(oom.get(m)) for m in metrics),
-                        len(r.fit.runs), r.fit.failed, "" if test is None else test.status,
-                        "" if test is None else test.error])
-    os.replace(tmp, paths["csv"])
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["window", "train_start", "test_start", "test_end", *keys,
+                        *(f"is_{m}" for m in metrics), *(f"oos_{m}" for m in metrics),
+                        "is_runs", "is_failed", "oos_status", "oos_error"])
+            for r in wf.windows:
+                best, test = r.fit.best, r.test
+                ism = best.metrics if best else {}
+                oom = test.metrics if test is not None and test.ok else {}
+                w.writerow([r.window.index, iso(r.window.train_start), iso(r.window.test_start),
+                            iso(r.window.test_end), *((best.params.get(k) if best else "") for k in keys),
+                            *(_csv_num(ism.get(m)) for m in metrics), *(_csv_num(oom.get(m)) for m in metrics),
+                            len(r.fit.runs), r.fit.failed, "" if test is None else test.status,
+                            "" if test is None else test.error])
+    write_atomic(paths["csv"], write)
     write_json(paths["json"], {**(meta or {}), **wf.to_json()})
     return paths
-
-
-def _csv(v):
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else v

@@ -305,4 +305,9 @@ def test_random_curves_are_strict_json():
         t = np.cumsum(rng.integers(1, 3 * NS_PER_DAY, n))
         v = np.maximum(1000.0 + np.cumsum(rng.normal(0, 20, n)), 1.0)
         for conv in (SAMPLE, Conventions(), Conventions(period="1h", var_method="parametric")):
-            perf(curve(v, t, gross=rng.integers(0, 2, n) * 1.0), conv=conv, initial=1000.0)
+            p = perf(curve(v, t, gross=rng.integers(0, 2, n) * 1.0), conv=conv, initial=1000.0)
+            # beyond strict JSON (checked in perf): the values hold for any curve
+            assert p["n_samples"] == n and p["final_equity"] == v[-1]
+            assert p["total_return"] == pytest.approx(v[-1] / 1000.0 - 1.0)
+            assert p["max_drawdown"] is None or -1.0 <= p["max_drawdown"] <= 0.0
+            assert p["exposure"] is None or 0.0 <= p["exposure"] <= 1.0
