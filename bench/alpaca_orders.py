@@ -10,7 +10,8 @@ fake Alpaca (``tools.fake_alpaca``, in this process, its rate limit lifted for t
 * ``requests``: ``requests.Session.post`` of the same JSON body (the floor of any Python client).
 
 Market orders of 1 share alternating buy/sell (the position stays near flat), ``--orders``
-of each, interleaved in rounds so load drifts hit all three alike. The fake shares the
+of each after ``WARM`` unrecorded rounds (connections open, code paths warm), interleaved
+in rounds so load drifts hit all three alike. The fake shares the
 process (its HTTP threads compete for the GIL), so read the ratios, not the absolutes;
 ``bench/feed.py`` measures the direct paths against a fake in its own process.
 """
@@ -19,10 +20,12 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import platform
 import time
 
 import numpy as np
+
+WARM = 10                 #: rounds run before recording (first connects, imports, caches)
+ANSWER_S = 30.0           #: longest wait for the worker's answer (it retries; never forever)
 
 
 def _pct(ns: list) -> dict:
@@ -34,6 +37,7 @@ def _pct(ns: list) -> dict:
 def run(n: int) -> dict:
     import requests
 
+    from bench.host import host_info
     from procs.alpaca_rest import RateLimiter, RestWorker, SubmitResult, make_client, order_request
     from tools.fake_alpaca import FakeAlpaca
 
@@ -49,11 +53,14 @@ def run(n: int) -> dict:
         s = requests.Session()
         s.headers.update({"APCA-API-KEY-ID": key, "APCA-API-SECRET-KEY": secret})
         try:
-            for i in range(n):
+            for i in range(WARM + n):
                 side = 1 if i & 1 == 0 else -1
                 t0 = time.perf_counter_ns()
                 w.submit(i + 1, f"bw-{i}", "AAPL", side, 1.0, 0.0, 0)
+                end = t0 + int(ANSWER_S * 1e9)
                 while not res:
+                    if time.perf_counter_ns() > end:
+                        raise TimeoutError(f"bench: no answer from the REST worker in {ANSWER_S:g} s")
                     time.sleep(0.00005)
                 r = res.popleft()
                 out["worker"].append(time.perf_counter_ns() - t0)
@@ -72,10 +79,10 @@ def run(n: int) -> dict:
             w.stop()
             client._session.close()
             s.close()
-    rep = {k: _pct(v) for k, v in out.items()}
+    rep = {k: _pct(v[WARM:]) for k, v in out.items()}
     rep["ratios"] = {"worker_over_alpaca_py_p50": rep["worker"]["p50_ns"] / rep["alpaca_py"]["p50_ns"],
                      "alpaca_py_over_requests_p50": rep["alpaca_py"]["p50_ns"] / rep["requests"]["p50_ns"]}
-    rep["host"] = {"python": platform.python_version(), "machine": platform.machine()}
+    rep["host"] = host_info(warm_rounds=WARM)
     return rep
 
 
@@ -86,14 +93,16 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.orders < 10:
         ap.error("--orders: at least 10")
+    from pyrt_shm.report import fmt_ns
+
     rep = run(args.orders)
     if args.json:
         print(json.dumps(rep))
         return 0
     for k in ("worker", "alpaca_py", "requests"):
         r = rep[k]
-        print(f"{k:10s} p50 {r['p50_ns'] / 1e3:8.1f} us  p90 {r['p90_ns'] / 1e3:8.1f} us  "
-              f"p99 {r['p99_ns'] / 1e3:8.1f} us  max {r['max_ns'] / 1e3:8.1f} us  (n={r['n']})")
+        print(f"{k:10s} p50 {fmt_ns(r['p50_ns']):>8s}  p90 {fmt_ns(r['p90_ns']):>8s}  "
+              f"p99 {fmt_ns(r['p99_ns']):>8s}  max {fmt_ns(r['max_ns']):>8s}  (n={r['n']})")
     print(f"worker / alpaca-py p50: {rep['ratios']['worker_over_alpaca_py_p50']:.2f}x; "
           f"alpaca-py / requests p50: {rep['ratios']['alpaca_py_over_requests_p50']:.2f}x")
     return 0

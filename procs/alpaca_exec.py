@@ -41,7 +41,9 @@ queued) tells the supervisor's drain to wait for the venue before stopping (boun
 **Client order ids, idempotency, rate limits, start-up**: ``<engine>-<session>-<order id>``
 (``procs.alpaca_reconcile``: a persisted per-engine session counter, so a restart never
 reuses one); never sent twice (``procs.alpaca_rest``: lookup before any resend; the venue
-refuses a duplicate id); 200 requests a minute enforced locally, 429 honoured; at start
+refuses a duplicate id). Known gap (see ``procs.alpaca_rest``): a submit whose retries ran
+out and whose final lookup said 404 is reported REJECTED; should the venue accept it later,
+its fills are logged as an ERROR and not forwarded (risk's positions miss them). 200 requests a minute enforced locally, 429 honoured; at start
 ``prepare()`` reconciles the account (positions, cash and buying power seed risk; open
 orders canceled or adopted, param ``open_orders``). Credentials come from
 ``APCA_API_KEY_ID``/``APCA_API_SECRET_KEY`` (or the ``dotenv`` file), read before any
@@ -73,14 +75,16 @@ from layouts.orders import (
 )
 from pyrt_shm.hdr_recorder import hdr_record
 from pyrt_shm.stage import Stage
+from ringbuf.seqlock import write_begin, write_end
 
-from . import check_keys, check_order_source, float_param, int_param
+from . import check_keys, check_order_source, float_param, int_param, twin
 from .alpaca_reconcile import POLICIES
 from .alpaca_rest import (
     REASON_BAD_ORDER, REASON_CANCELED, REASON_UNKNOWN_ORDER, CancelResult, ReplaceResult,
-    ResyncDone, Snapshot, SubmitResult, Unresolved, VenueUpdate,
+    ResyncDone, Snapshot, SubmitResult, Unresolved, VenueUpdate, parse_position,
 )
 from .alpaca_trade_updates import Listening
+from .exec import _book_execution
 from .exec_orders import (
     ACCEPTED, E_ACCEPT, E_CANCEL_REJECT, E_CANCEL_REQ, E_CANCELED, E_EXPIRE, E_FILL, E_PARTIAL_FILL,
     E_REJECT, E_REPLACE_REJECT, E_REPLACE_REQ, E_REPLACED, E_SUBMIT, ILLEGAL, NEW, PARTIALLY_FILLED,
@@ -93,6 +97,9 @@ REASON_TABLE_FULL = 12
 REASON_REPLACE_FAILED = 13
 WINDOW = 2                    #: requests kept queued at the REST worker
 LOG_UNKNOWN = 20              #: unknown-order updates logged (then only counted)
+#: counters the REST worker keeps (``RestWorker.stats``), added to the stage's own
+WORKER_COUNTERS = frozenset(("submitted", "rate_limited", "http_429", "venue_errors", "retries",
+                             "lookups", "duplicates_avoided"))
 #: An order is ACCEPTED once the venue routed it ("new"); Alpaca's "accepted"/"pending_new"
 #: (received, not yet routed) can still end "rejected", which the state table allows only
 #: from SUBMITTED, so they keep the order SUBMITTED.
@@ -294,6 +301,8 @@ class AlpacaExecStage(Stage):
         compile the histogram recorder for Python ints (on a private array)."""
         check_order_source(self)
         hdr_record(np.zeros(1, self.ctx.hists.dtype), 0, 1)
+        t = self.vtable                 # _book's types, so the first fill compiles nothing
+        _book_execution(np.zeros_like(t.seqs), twin(t.rows), twin(self.vpos), 0, BUY, 0.0, 0.0)
 
     def on_start(self) -> None:
         """In the stage's own process: start the REST worker and the trade_updates client."""
@@ -344,15 +353,16 @@ class AlpacaExecStage(Stage):
                 client._session.close()
         t = self.atable
         for d in rows:
-            s = self.sym_id.get(str(d.get("symbol")))
+            try:
+                sym, q, px = parse_position(d)
+            except ValueError as e:
+                print(f"pyrt: alpaca: positions at close: {e}", file=sys.stderr, flush=True)
+                continue
+            s = self.sym_id.get(sym)
             if s is None:
                 continue
-            q = float(d.get("qty") or 0.0)
-            if d.get("side") == "short" and q > 0:
-                q = -q
             row = np.zeros(1, POSITION)[0]
-            row["sym"], row["qty"], row["avg_px"] = s, q, float(d.get("avg_entry_price") or 0.0)
-            from ringbuf.seqlock import write_begin, write_end
+            row["sym"], row["qty"], row["avg_px"] = s, q, px
             write_begin(t.seqs, s)
             t.rows[s] = row
             write_end(t.seqs, s)
@@ -447,7 +457,8 @@ class AlpacaExecStage(Stage):
         if o is None or o.done:
             return
         if o.state == SUBMITTED and not o.vid and o.lookup_at == -1:
-            # a lookup after an unresolved submit found nothing: provably not at the venue
+            # a lookup after an unresolved submit found nothing: resend (same client id, so a
+            # request still in flight makes the venue refuse it with a 422: never two orders)
             o.lookup_at = 0
             o.attempts += 1
             self.c["retries"] += 1
@@ -580,20 +591,8 @@ class AlpacaExecStage(Stage):
         return True
 
     def _book(self, s: int, side: int, q: float) -> None:
-        from ringbuf.seqlock import write_begin, write_end
-
-        v = self.vpos[s]
-        v["fills"] += 1
-        if side == BUY:
-            v["qty"] += q
-            v["bought"] += q
-        else:
-            v["qty"] -= q
-            v["sold"] += q
-        t = self.vtable
-        write_begin(t.seqs, s)
-        t.rows[s] = v
-        write_end(t.seqs, s)
+        t = self.vtable                 # ExecStage's own booking (Alpaca's fees are 0 here)
+        _book_execution(t.seqs, t.rows, self.vpos, s, side, q, 0.0)
 
     # -- 2. orders from risk --------------------------------------------------------------
     def _intake(self, now: int) -> int:
@@ -757,15 +756,12 @@ class AlpacaExecStage(Stage):
     def _sync_counters(self, force: bool = False) -> None:
         c = self.c
         w = self.worker.stats if self.worker is not None else {}
-        for k in ("submitted", "rate_limited", "http_429", "venue_errors", "retries", "lookups",
-                  "duplicates_avoided"):
-            c[k + "_w"] = w.get(k, 0)
         inflight = sum(1 for o in self.active.values()
                        if o.state in (NEW, SUBMITTED, PENDING_CANCEL, PENDING_REPLACE) or o.quick)
         c["in_flight"] = inflight + len(self.outbox) + (self.worker.pending() if self.worker else 0)
         counters = self.ctx.counters
         for i, name in enumerate(self.COUNTERS):
-            val = c[name] + c.get(name + "_w", 0)
+            val = c[name] + w.get(name, 0) if name in WORKER_COUNTERS else c[name]
             if force or self._pushed.get(name) != val:
                 counters[i] = val
                 self._pushed[name] = val

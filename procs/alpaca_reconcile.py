@@ -46,7 +46,9 @@ import os
 import sys
 import time
 
-from .alpaca_rest import AMBIGUOUS, RATE, RETRY, classify, limiter_for, make_client, parse_order
+from .alpaca_rest import (
+    AMBIGUOUS, RATE, RETRY, classify, limiter_for, make_client, parse_order, parse_position,
+)
 
 POLICIES = ("cancel", "adopt")
 MAX_CID = 48
@@ -165,13 +167,9 @@ def _positions(client, limiter, symbols) -> tuple[dict, dict]:
     mine, other = {}, {}
     for d in rows:
         try:
-            sym = str(d["symbol"])
-            q = float(d["qty"])
-            px = float(d.get("avg_entry_price") or 0.0)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ReconcileError(f"alpaca: GET /v2/positions: malformed position {d!r}: {e}") from None
-        if d.get("side") == "short" and q > 0:
-            q = -q
+            sym, q, px = parse_position(d)
+        except ValueError as e:
+            raise ReconcileError(f"alpaca: GET /v2/positions: {e}") from None
         if sym in symbols:
             mine[sym] = (q, px)
         else:
@@ -246,7 +244,7 @@ def reconcile(client, limiter, symbols, policy: str, *, settle_s: float = 10.0, 
 
 def prepare_topology(topology, stage_name: str, params, creds, log=None):
     """Reconcile and return ``topology`` with risk's seeding params and exec's session params
-    filled in (``params`` is the exec stage's validated ``_Params``)."""
+    filled in (``params`` is the exec stage's validated ``AlpacaParams``)."""
     from pyrt_shm.config_model import deep_freeze
 
     log = log or _log

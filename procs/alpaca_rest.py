@@ -24,13 +24,24 @@ is counted once in ``rate_limited``. An HTTP 429 blocks every call until the res
 same ``client_order_id``, and Alpaca refuses a second order with an id it has seen (HTTP
 422). After any failure that leaves it unknown whether the venue took the order (a timeout,
 a dropped connection, a 5xx), the worker asks ``GET /v2/orders:by_client_order_id`` *before*
-sending again (``lookups``); it resends only on a 404, i.e. when the venue provably does not
-have it. A found order is adopted as the answer (``duplicates_avoided``). A 422 on submit is
-resolved the same way: found -> already there; not found -> a real refusal. A 429 is not
-ambiguous (the venue did not process the request) and is retried after the reset without a
-lookup. 5xx and ambiguous failures are retried with ``min(cap, base * 2**(k-1)) * (1 -
-jitter * u)`` backoff up to ``max_retries`` resends; when the lookups themselves keep
-failing, the worker reports ``Unresolved`` and the stage asks again later; it never guesses.
+sending again (``lookups``); it resends only on a 404 (the venue does not have it *yet*: a
+resend is safe anyway, since a request still in flight with the same id makes the venue
+refuse the resend with a 422, which is looked up again). A found order is adopted as the
+answer (``duplicates_avoided``). A 422 on submit is resolved the same way: found -> already
+there; not found -> a real refusal. A 429 is not ambiguous (the venue did not process the
+request) and is retried after the reset without a lookup. 5xx and ambiguous failures are
+retried with ``min(cap, base * 2**(k-1)) * (1 - jitter * u)`` backoff (also the wait before
+each lookup) up to ``max_retries`` resends; when the lookups themselves keep failing, the
+worker reports ``Unresolved`` and the stage asks again later; it never guesses.
+
+**Known gap: a late acceptance after the final 404.** When the last resend also fails
+ambiguously and the lookup after it (``backoff`` later: 1-2 s with the defaults) answers
+404, the submit ends ``SubmitResult(ok=False, code=<last failure's code>)`` and the stage
+reports the order REJECTED. If the venue accepts one of those requests later anyway, the
+order lives at the venue while the engine has closed it: exec logs an ERROR for any fill of
+it, counts the update in ``ignored_updates`` and forwards nothing, so risk (which had the
+terminal report) never books it. The positions then differ from the venue's (the report's
+``alpaca_positions`` shows it) until the next start's reconciliation.
 
 **Errors.** Venue refusals (other 4xx) become ``SubmitResult(ok=False, code=<the venue's
 numeric code, e.g. 40310000>)``; the message is logged, never the keys (alpaca-py puts
@@ -123,6 +134,18 @@ def parse_order(d: dict) -> VenueOrder:
         raise ValueError(f"order: missing field {e.args[0]!r}") from None
     except (TypeError, ValueError) as e:
         raise ValueError(f"order {d.get('client_order_id', '?')!r}: {e}") from None
+
+
+def parse_position(d: dict) -> tuple[str, float, float]:
+    """``(symbol, qty, avg_entry_price)`` of a Position entity dict, qty negative when short;
+    ValueError naming the position if malformed."""
+    try:
+        q = float(d["qty"])
+        if d.get("side") == "short" and q > 0:
+            q = -q
+        return str(d["symbol"]), q, float(d.get("avg_entry_price") or 0.0)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"malformed position {d!r}: {e}") from None
 
 
 # -- results handed back to the stage -----------------------------------------------------------

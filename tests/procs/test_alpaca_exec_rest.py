@@ -16,7 +16,7 @@ import requests
 
 from procs.alpaca_rest import (
     REASON_BAD_ORDER, CancelResult, RateLimiter, ResyncDone, RestWorker, Snapshot, SubmitResult,
-    Unresolved, classify, make_client,
+    Unresolved, classify, make_client, parse_position,
 )
 from tools.fake_alpaca import FakeAlpaca
 
@@ -323,3 +323,11 @@ def test_resync_lists_every_order_since_start(fake):
     assert sorted(s.update.order.cid for s in snaps) == ["rs-1", "rs-2", "rs-3"]
     assert all(s.update.source == "resync" for s in snaps)
     assert only(res, ResyncDone).ok
+
+
+def test_parse_position_signs_shorts_and_names_a_malformed_one():
+    assert parse_position({"symbol": "AAPL", "qty": "5", "side": "long", "avg_entry_price": "150.5"}) == \
+        ("AAPL", 5.0, 150.5)
+    assert parse_position({"symbol": "MSFT", "qty": "3", "side": "short"}) == ("MSFT", -3.0, 0.0)
+    with pytest.raises(ValueError, match="malformed position .*'TSLA'"):
+        parse_position({"symbol": "TSLA", "qty": "lots"})

@@ -49,27 +49,32 @@ async def _stop(stream, task) -> None:
         raise
 
 
+def _collect(stream, subscriptions) -> tuple[list, asyncio.Task]:
+    """Subscribe one list-appending handler to each ``(subscribe method name, symbol)`` and
+    start the stream's loop (it runs at the caller's next await): (received, task)."""
+    got: list = []
+
+    async def handler(x):
+        got.append(x)
+    for method, symbol in subscriptions:
+        getattr(stream, method)(handler, symbol)
+    return got, asyncio.create_task(stream._run_forever())
+
+
 def test_stock_data_stream_gets_trade_quote_bar_status_models():
     with FakeAlpaca(key_id=K, secret_key=S, symbols=("AAPL", "MSFT"), crypto_symbols=(), quote_rate=300.0,
                     trade_ratio=0.3, seed=2) as fake:
-        got: list = []
-
         async def go():
             stream = StockDataStream(K, S, url_override=fake.md_url("iex"))
-
-            async def handler(x):
-                got.append(x)
-            stream.subscribe_trades(handler, "AAPL")
-            stream.subscribe_quotes(handler, "AAPL")
-            stream.subscribe_bars(handler, "MSFT")
-            stream.subscribe_trading_statuses(handler, "AAPL")
-            task = asyncio.create_task(stream._run_forever())
+            got, task = _collect(stream, (("subscribe_trades", "AAPL"), ("subscribe_quotes", "AAPL"),
+                                          ("subscribe_bars", "MSFT"), ("subscribe_trading_statuses", "AAPL")))
             await _until(lambda: fake.stats().get("md_messages_in", 0) >= 2, 5, "auth + subscribe")
             fake.publish_bar("MSFT", 10.0, 10.5, 9.9, 10.2, 1000, n=7, vw=10.1)
             fake.publish_status("AAPL")
             await _until(lambda: {type(x) for x in got} >= {Trade, Quote, Bar, TradingStatus}, 8, "all 4 models")
             await _stop(stream, task)
-        run(go())
+            return got
+        got = run(go())
         st = fake.stats()
     assert st["md_connections_msgpack"] == 1 and st["md_fragmented_messages_in"] == 1
     trades = [x for x in got if isinstance(x, Trade)]
@@ -85,22 +90,16 @@ def test_stock_data_stream_gets_trade_quote_bar_status_models():
 def test_crypto_data_stream_gets_trades_quotes_and_orderbooks():
     with FakeAlpaca(key_id=K, secret_key=S, symbols=(), crypto_symbols=("BTC/USD", "ETH/USD"), quote_rate=300.0,
                     trade_ratio=0.3, seed=4) as fake:
-        got: list = []
-
         async def go():
             stream = CryptoDataStream(K, S, url_override=fake.md_url("crypto"))
-
-            async def handler(x):
-                got.append(x)
-            stream.subscribe_trades(handler, "BTC/USD")
-            stream.subscribe_quotes(handler, "BTC/USD")
-            stream.subscribe_orderbooks(handler, "BTC/USD")
             fake.publish_quote("BTC/USD", 100.0, 100.02, 1.0, 1.0)        # a book exists: snapshot first
-            task = asyncio.create_task(stream._run_forever())
+            got, task = _collect(stream, (("subscribe_trades", "BTC/USD"), ("subscribe_quotes", "BTC/USD"),
+                                          ("subscribe_orderbooks", "BTC/USD")))
             await _until(lambda: sum(isinstance(x, Orderbook) for x in got) >= 3 and
                          {type(x) for x in got} >= {Trade, Quote, Orderbook}, 8, "crypto models")
             await _stop(stream, task)
-        run(go())
+            return got
+        got = run(go())
     books = [x for x in got if isinstance(x, Orderbook)]
     assert books[0].reset is True and len(books[0].bids) == len(books[0].asks) == 10
     assert all(not b.reset for b in books[1:])
@@ -196,15 +195,9 @@ def test_stock_data_stream_reconnects_after_drop_md_connections():
     """alpaca-py's own reconnect (backoff ~1 s) gets a fresh slot: no 406 after a drop."""
     with FakeAlpaca(key_id=K, secret_key=S, symbols=("AAPL",), crypto_symbols=(), quote_rate=200.0,
                     trade_ratio=0.0, seed=6) as fake:
-        got: list = []
-
         async def go():
             stream = StockDataStream(K, S, url_override=fake.md_url("iex"))
-
-            async def handler(x):
-                got.append(x)
-            stream.subscribe_quotes(handler, "AAPL")
-            task = asyncio.create_task(stream._run_forever())
+            got, task = _collect(stream, (("subscribe_quotes", "AAPL"),))
             await _until(lambda: len(got) >= 5, 5, "first quotes")
             await asyncio.to_thread(fake.faults.drop_md_connections)
             n = len(got)
