@@ -35,8 +35,8 @@ each lookup) up to ``max_retries`` resends; when the lookups themselves keep fai
 worker reports ``Unresolved`` and the stage asks again later; it never guesses.
 
 **Known gap: a late acceptance after the final 404.** When the last resend also fails
-ambiguously and the lookup after it (``backoff`` later: 1-2 s with the defaults) answers
-404, the submit ends ``SubmitResult(ok=False, code=<last failure's code>)`` and the stage
+ambiguously and the lookup after it (``backoff`` plus ``settle_s`` later: 3-4 s with the
+defaults, at least the backoff cap whatever the retry settings) answers 404, the submit ends ``SubmitResult(ok=False, code=<last failure's code>)`` and the stage
 reports the order REJECTED. If the venue accepts one of those requests later anyway, the
 order lives at the venue while the engine has closed it: exec logs an ERROR for any fill of
 it, counts the update in ``ignored_updates`` and forwards nothing, so risk (which had the
@@ -376,12 +376,16 @@ class RestWorker(threading.Thread):
 
     def __init__(self, client_factory, results: collections.deque, limiter: RateLimiter, *,
                  max_retries: int = 5, backoff_s: float = 0.1, backoff_cap_s: float = 2.0,
-                 jitter: float = 0.5, seed: int = 0, log=None, clock=time.monotonic,
-                 wall=time.time, sleep=None):
+                 jitter: float = 0.5, seed: int = 0, settle_s: float | None = None, log=None,
+                 clock=time.monotonic, wall=time.time, sleep=None):
         super().__init__(name="alpaca-rest", daemon=True)
         self.client_factory, self.results, self.limiter = client_factory, results, limiter
         self.max_retries, self.backoff_s, self.backoff_cap_s = max_retries, backoff_s, backoff_cap_s
         self.jitter, self.rng = jitter, random.Random(seed)
+        #: extra wait before the *final* lookup of a submit whose every send failed ambiguously:
+        #: a 404 there closes the order, so give a slow request time to land first (default:
+        #: the backoff cap, without jitter, whatever max_retries/backoff_s say)
+        self.settle_s = backoff_cap_s if settle_s is None else settle_s
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.clock, self.wall = clock, wall
         self._stop_ev = threading.Event()
@@ -562,6 +566,8 @@ class RestWorker(threading.Thread):
         try:
             while True:
                 if check:
+                    if posts > self.max_retries and last.kind != REFUSED:
+                        self.sleep(self.settle_s)   # the final lookup: see settle_s
                     found = self._find(r.cid)
                     check = False
                     if found is not None:

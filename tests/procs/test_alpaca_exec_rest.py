@@ -183,6 +183,25 @@ def test_retries_exhausted_is_a_rejection_with_the_venue_code():
     assert w.stats["rejected"] == 1 and w.stats["retries"] == 2
 
 
+def test_the_final_lookup_waits_settle_s_whatever_the_retry_settings():
+    # A 404 at the final lookup closes the order, so a slow request gets settle_s (default:
+    # the backoff cap, no jitter) to land first, even with no retries and no backoff.
+    class TimingOut(StubClient):
+        def submit_order(self, req):
+            self.calls.append("submit")
+            raise requests.ConnectionError("connection reset")
+
+    stub = TimingOut(created=False)
+    res = collections.deque()
+    w = RestWorker(None, res, RateLimiter(200), max_retries=0, backoff_s=0.0, backoff_cap_s=3.0,
+                   sleep=lambda s: stub.calls.append(f"sleep {s:g}"))
+    w.client = stub
+    w.submit(9, "ex-9", "AAPL", 1, 5, 0.0, 0)
+    w.run_pending()
+    assert not only(res, SubmitResult).ok
+    assert stub.calls == ["submit", "sleep 0", "sleep 3", "lookup"]
+
+
 def test_venue_refusal_maps_to_its_code(fake):
     w, res = worker(fake)
     w.submit(6, "big-6", "AAPL", 1, 1_000_000, 0.0, 0)             # far beyond buying power
